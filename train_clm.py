@@ -1,0 +1,67 @@
+"""Train a causal language model from scratch: corpus → tokenizer → blocks → Trainer → a model folder.
+
+    accelerate launch train_clm.py                                   # recipes/tolstoy_tiny.yaml (downloads Tolstoy)
+    accelerate launch train_clm.py recipes/tolstoy_tiny.yaml --source text --inputs ../shared/corpora/tolstoy/txt
+    accelerate launch --config_file accelerate_configs/v100_fp16.yaml train_clm.py recipes/tolstoy_small_v100.yaml
+    python train_clm.py --help                                       # every argument, with help
+
+The output folder loads anywhere with
+    pipeline("text-generation", model=OUTPUT_DIR, trust_remote_code=True)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from transformers import set_seed
+
+from corpora import CorpusError
+from training.arguments import ArgumentsError, parse_arguments
+from training.models import build_config, build_model
+from training.run import (
+    TrainingDivergedError,
+    build_trainer,
+    check_precision,
+    describe_args,
+    load_or_train_tokenizer,
+    load_text,
+    make_blocks,
+    setup_logging,
+    train_and_save,
+)
+
+logger = logging.getLogger("train_clm")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one training from a recipe and/or command-line arguments; returns the process exit code."""
+    try:
+        model_args, data_args, run_args, training_args, recipe = parse_arguments(argv)
+        setup_logging(training_args)
+        logger.info("recipe: %s", recipe or "(none: command line only)")
+        check_precision(training_args)
+        set_seed(training_args.seed)
+        dataset = load_text(data_args, training_args)
+        tokenizer = load_or_train_tokenizer(data_args, dataset, training_args)
+        config = build_config(model_args, tokenizer, data_args.block_size)
+        model = build_model(config)
+        blocks = make_blocks(dataset, tokenizer, data_args, training_args)
+        trainer = build_trainer(model, tokenizer, blocks, training_args, run_args)
+        arguments = describe_args(model_args, data_args, run_args, training_args)
+        arguments["recipe"] = str(recipe) if recipe else None
+        metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
+    except (ArgumentsError, CorpusError, TrainingDivergedError) as e:
+        print(f"train_clm.py: error: {e}", file=sys.stderr)
+        return 2
+    if trainer.is_world_process_zero():
+        print(
+            f"done: {metrics['global_step']} steps, validation loss {metrics['eval_loss']:.4f}, "
+            f"perplexity {metrics['eval_perplexity']:.2f}, bits per byte {metrics['eval_bits_per_byte']:.4f}; "
+            f"model in {training_args.output_dir}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

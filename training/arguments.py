@@ -1,0 +1,231 @@
+"""Arguments shared by `train_clm.py` and `finetune.py`, and recipe files (YAML/JSON) under them.
+
+A run is described by four dataclasses parsed by `HfArgumentParser`: `ModelArguments`, `DataArguments`,
+`RunArguments` and transformers' own `TrainingArguments`. A recipe file gives values for any of their fields;
+the command line overrides it:
+
+    python train_clm.py recipes/tolstoy_tiny.yaml --max_steps 50 --output_dir runs/quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES_DIR = ROOT / "recipes"
+DEFAULT_RECIPE = RECIPES_DIR / "tolstoy_tiny.yaml"
+
+# Where our defaults differ from TrainingArguments' (set under every recipe, so a command line alone
+# also gets a sensible run): cosine decay with warm-up, regular evaluation that keeps the best model,
+# TensorBoard logs, and NaN losses reported instead of averaged away.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "output_dir": "runs/tolstoy_tiny",
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.05,
+    "weight_decay": 0.1,
+    "adam_beta2": 0.95,
+    "max_grad_norm": 1.0,
+    "eval_strategy": "steps",
+    "eval_steps": 200,
+    "save_strategy": "steps",
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "eval_loss",
+    "logging_steps": 20,
+    "report_to": ["tensorboard"],
+    "logging_nan_inf_filter": False,
+    "ddp_find_unused_parameters": False,
+    "save_safetensors": True,
+}
+
+
+class ArgumentsError(ValueError):
+    """A bad argument or recipe: the message is one line naming it and what to do."""
+
+
+@dataclass
+class ModelArguments:
+    """Which model to build (train_clm.py) or load (finetune.py)."""
+
+    model_type: str = field(
+        default="ropegpt",
+        metadata={"help": "ropegpt, lstm_lm, gpt2 or any transformers AutoConfig model type, built from scratch."},
+    )
+    preset: str | None = field(
+        default=None,
+        metadata={"help": "Named size of a ropegpt model (tiny, small, medium, base); default: the config's defaults."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated config fields, e.g. 'num_hidden_layers=4,hidden_size=256,bias=False'."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A pretrained checkpoint (folder or Hub id) to fine-tune (finetune.py)."},
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "sdpa (default), eager or flash_attention_2 (needs the flash-attn package)."},
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the text comes from and how it becomes blocks of tokens."""
+
+    dataset_dir: str | None = field(
+        default=None,
+        metadata={"help": "A prepared DatasetDict folder (from `python -m corpora`)."},
+    )
+    source: str | None = field(
+        default=None,
+        metadata={"help": "Prepare a corpus on the fly: tolstoy, libru, leipzig, text or hub (as `python -m corpora`)."},
+    )
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Inputs for --source: URLs, files, folders, archives or a Hub dataset name."},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (hub datasets)."})
+    validation_split: float = field(
+        default=0.05, metadata={"help": "Share of documents held out for validation when preparing a corpus."}
+    )
+    corpus_cache_dir: str | None = field(
+        default=None, metadata={"help": "Download cache for --source tolstoy/libru/leipzig (default: ~/.cache/ropegpt)."}
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "Base URL of the az.lib.ru mirror for --source tolstoy."}
+    )
+    tokenizer_dir: str | None = field(
+        default=None,
+        metadata={"help": "A saved tokenizer folder; without it one is trained and saved into output_dir."},
+    )
+    tokenizer_kind: str = field(default="bpe", metadata={"help": "Tokenizer to train: bpe, char or word."})
+    vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of the tokenizer to train."})
+    block_size: int = field(default=256, metadata={"help": "Tokens per training block (at most the model's context)."})
+    max_train_blocks: int | None = field(
+        default=None, metadata={"help": "Use only this many training blocks (quick experiments)."}
+    )
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenization (datasets.map)."})
+
+
+@dataclass
+class RunArguments:
+    """What the run does besides optimising: samples, early stopping, the Hub."""
+
+    sample_prompts: list[str] = field(
+        default_factory=lambda: ["Князь Андрей", "Наташа", "Война"],
+        metadata={"help": "Prompts continued at each evaluation; the samples go to samples.txt and TensorBoard."},
+    )
+    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens to generate per sample."})
+    sample_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature for the samples."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Make the Hub repository private (--push_to_hub)."})
+
+
+def _dataclass_fields(types) -> set[str]:
+    return {f.name for t in types for f in dataclasses.fields(t)}
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON recipe into a dict, with a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArgumentsError(f"recipe {path} does not exist: pick one from {RECIPES_DIR} or write your own")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ArgumentsError(f"recipe {path} is not valid {path.suffix[1:].upper()}: {str(e).splitlines()[0]}")
+    if not isinstance(data, dict):
+        raise ArgumentsError(f"recipe {path} must be a mapping of argument names to values")
+    return data
+
+
+def dict_to_argv(values: dict[str, Any]) -> list[str]:
+    """Turn {name: value} into command-line words that argparse reads back to the same values."""
+    argv: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if value:
+                argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def parse_arguments(
+    argv: list[str] | None = None,
+    types: tuple = (ModelArguments, DataArguments, RunArguments, TrainingArguments),
+    default_recipe: Path | None = DEFAULT_RECIPE,
+    defaults: dict[str, Any] | None = None,
+):
+    """Parse `[RECIPE.yaml|json] [--field value ...]` into the dataclasses `types`.
+
+    Values come, weakest first, from `defaults` (TRAINING_DEFAULTS), the recipe (or `default_recipe` when
+    `argv` is empty), then the command line. Returns the dataclass instances and the recipe path (or None).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe_path = None
+    if argv and not argv[0].startswith("-"):
+        recipe_path = Path(argv.pop(0))
+    elif not argv and default_recipe is not None:
+        recipe_path = default_recipe
+    recipe = load_recipe(recipe_path) if recipe_path else {}
+
+    known = _dataclass_fields(types)
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise ArgumentsError(f"recipe {recipe_path} has unknown keys {unknown}: see `python train_clm.py --help`")
+    merged = {**(TRAINING_DEFAULTS if defaults is None else defaults), **recipe}
+    merged = {k: v for k, v in merged.items() if k in known}
+    parser = HfArgumentParser(types)
+    parsed = parser.parse_args_into_dataclasses(
+        args=dict_to_argv(merged) + argv, return_remaining_strings=True, look_for_args_file=False
+    )
+    *instances, remaining = parsed
+    if remaining:
+        raise ArgumentsError(f"unknown arguments {remaining}: see `python train_clm.py --help`")
+    return (*instances, recipe_path)
+
+
+def parse_config_overrides(text: str | None) -> dict[str, Any]:
+    """'a=1,b=true,c=gelu' -> {'a': 1, 'b': True, 'c': 'gelu'} (numbers, booleans, None; else strings)."""
+    if not text:
+        return {}
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ArgumentsError(f"--config_overrides item {item!r} is not key=value (e.g. 'num_hidden_layers=4')")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        lowered = raw.lower()
+        if lowered in {"true", "false"}:
+            value: Any = lowered == "true"
+        elif lowered in {"none", "null"}:
+            value = None
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
+        out[key] = value
+    return out

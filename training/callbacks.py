@@ -1,0 +1,73 @@
+"""Trainer callbacks: samples of fixed prompts at each evaluation, so a user watches the text improve."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def sample_continuations(
+    model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.8, seed: int = 0
+) -> list[str]:
+    """Sampled continuations of `prompts` (top-k 50), reproducible for a seed and isolated from training RNG."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    # fork_rng: sampling must not shift the random stream that dropout and data order use.
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(device)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_k=50 if temperature > 0 else None,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+            outputs.append(prompt + tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    model.train(was_training)
+    return outputs
+
+
+class SampleCallback(TrainerCallback):
+    """At each evaluation, continue fixed prompts; append them to `samples.txt` and TensorBoard, and log them."""
+
+    def __init__(self, tokenizer, prompts, path: Path, max_new_tokens=48, temperature=0.8, seed=0):
+        self.tokenizer = tokenizer
+        self.prompts = list(prompts)
+        self.path = Path(path)
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self.tensorboard: TensorBoardCallback | None = None  # set by the trainer's owner when present
+        self.last: list[str] = []
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or not self.prompts or model is None:
+            return
+        self.last = sample_continuations(
+            model, self.tokenizer, self.prompts, self.max_new_tokens, self.temperature, self.seed
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(f"=== step {state.global_step}\n")
+            for text in self.last:
+                f.write(text.replace("\n", " ") + "\n")
+        for text in self.last:
+            logger.info("sample @ step %d: %s", state.global_step, text.replace("\n", " "))
+        # TensorBoardCallback opens its writer lazily at train begin, so look it up only now.
+        writer = getattr(self.tensorboard, "tb_writer", None)
+        if writer is not None:
+            writer.add_text("samples", "\n\n".join(self.last), state.global_step)

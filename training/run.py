@@ -1,0 +1,201 @@
+"""The pieces of a training run shared by `train_clm.py` (from scratch) and `finetune.py` (pretrained).
+
+Each step is a function a test can call: text → tokenizer → blocks → Trainer → output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.integrations import TensorBoardCallback
+
+from corpora import CorpusArguments, load_corpus, prepare_corpus
+from corpora.blocks import prepare_blocks
+from tokenizer_training import train_tokenizer
+
+from .arguments import ArgumentsError, DataArguments, RunArguments
+from .callbacks import SampleCallback
+from .checkpoints import resolve_resume
+from .evaluation import TokenNLL, compute_metrics, summarize_nll
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """INFO on the main process, warnings elsewhere, through transformers' and datasets' own loggers."""
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout)
+    transformers.utils.logging.set_verbosity(level)
+    datasets.utils.logging.set_verbosity(logging.WARNING)
+
+
+def check_precision(training_args: TrainingArguments) -> None:
+    """Mixed precision only where it exists: fp16/bf16 asked for on a CPU is turned off with a clear warning.
+
+    Trainer accepts `--fp16` on a CPU and silently trains in float32 (DESIGN.md); bf16 on these CPUs is ~23x
+    slower. Both are told once, in one line, and switched off so the run does what it says.
+    """
+    if torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return
+    for flag in ("fp16", "bf16"):
+        if getattr(training_args, flag):
+            warnings.warn(
+                f"--{flag} needs a GPU and this machine has none: training in float32 instead "
+                f"(drop --{flag} or use an accelerate config for a GPU)",
+                stacklevel=2,
+            )
+            logger.warning("--%s ignored: no GPU, training in float32", flag)
+            setattr(training_args, flag, False)
+
+
+def load_text(data_args: DataArguments, training_args: TrainingArguments) -> datasets.DatasetDict:
+    """The train/validation text: a prepared folder, or a corpus prepared once into output_dir/corpus."""
+    if data_args.dataset_dir:
+        path = Path(data_args.dataset_dir)
+        if not path.exists():
+            raise ArgumentsError(
+                f"--dataset_dir {path} does not exist: prepare it with `python -m corpora ... --output_dir {path}`"
+            )
+        dataset = load_corpus(path)
+    elif data_args.source:
+        corpus_dir = Path(training_args.output_dir) / "corpus"
+        with training_args.main_process_first(desc="preparing the corpus"):
+            if not (corpus_dir / "manifest.json").exists():
+                prepare_corpus(corpus_arguments(data_args, training_args, corpus_dir))
+        dataset = load_corpus(corpus_dir)
+    else:
+        raise ArgumentsError("no data: give --dataset_dir DIR, or --source {tolstoy,libru,leipzig,text,hub} INPUT...")
+    for split in ("train", "validation"):
+        if split not in dataset or len(dataset[split]) == 0:
+            raise ArgumentsError(
+                f"the {split} split of the data is missing or empty: give more text or a larger --validation_split"
+            )
+    return dataset
+
+
+def corpus_arguments(data_args: DataArguments, training_args: TrainingArguments, output_dir: Path):
+    """CorpusArguments for `prepare_corpus` from the training run's data arguments."""
+    values = {
+        "source": data_args.source,
+        "inputs": list(data_args.inputs),
+        "output_dir": str(output_dir),
+        "validation_split": data_args.validation_split,
+        "seed": training_args.seed,
+        "text_column": data_args.text_column,
+    }
+    if data_args.corpus_cache_dir:
+        values["cache_dir"] = data_args.corpus_cache_dir
+    if data_args.base_url:
+        values["base_url"] = data_args.base_url
+    return CorpusArguments(**values)
+
+
+def load_or_train_tokenizer(data_args: DataArguments, dataset, training_args: TrainingArguments):
+    """--tokenizer_dir, or a tokenizer trained on the train split once and saved in output_dir/tokenizer."""
+    if data_args.tokenizer_dir:
+        if not Path(data_args.tokenizer_dir).exists():
+            raise ArgumentsError(f"--tokenizer_dir {data_args.tokenizer_dir} does not exist")
+        return AutoTokenizer.from_pretrained(data_args.tokenizer_dir)
+    path = Path(training_args.output_dir) / "tokenizer"
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if not (path / "tokenizer.json").exists():
+            tokenizer = train_tokenizer(
+                dataset["train"]["text"],
+                kind=data_args.tokenizer_kind,
+                vocab_size=data_args.vocab_size,
+                model_max_length=data_args.block_size,
+            )
+            tokenizer.save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: TrainingArguments):
+    """Tokenized, grouped blocks of --block_size, computed once on the main process and cached by datasets."""
+    with training_args.main_process_first(desc="tokenizing and grouping"):
+        blocks = prepare_blocks(dataset, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+    if data_args.max_train_blocks:
+        blocks["train"] = blocks["train"].select(range(min(data_args.max_train_blocks, len(blocks["train"]))))
+    return blocks
+
+
+class CLMTrainer(Trainer):
+    """Trainer that stops at once, naming the step, when the loss stops being a finite number."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise TrainingDivergedError(
+                f"the loss became {loss.item()} at step {self.state.global_step + 1}: lower --learning_rate, "
+                "use --bf16 instead of --fp16, or resume from the last checkpoint with --resume_from_checkpoint auto"
+            )
+        return loss
+
+
+def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, run_args: RunArguments) -> CLMTrainer:
+    """A Trainer wired with our metrics (perplexity, bits per byte), samples and optional early stopping."""
+    samples = SampleCallback(
+        tokenizer,
+        run_args.sample_prompts,
+        Path(training_args.output_dir) / "samples.txt",
+        max_new_tokens=run_args.sample_max_new_tokens,
+        temperature=run_args.sample_temperature,
+        seed=training_args.seed,
+    )
+    callbacks = [samples]
+    if run_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=run_args.early_stopping_patience))
+    trainer = CLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks["train"],
+        eval_dataset=blocks["validation"],
+        processing_class=tokenizer,
+        preprocess_logits_for_metrics=TokenNLL(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    samples.tensorboard = next(
+        (cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TensorBoardCallback)), None
+    )
+    return trainer
+
+
+def train_and_save(trainer: CLMTrainer, resume_from_checkpoint: str | None, extra: dict) -> dict:
+    """Train (resuming if asked), evaluate, and write the output folder; returns the final metrics."""
+    args = trainer.args
+    resume = resolve_resume(resume_from_checkpoint, args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    metrics = {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()}
+    metrics.update(trainer.evaluate())
+    metrics["world_size"] = args.world_size
+    metrics["global_step"] = trainer.state.global_step
+    trainer.save_model()  # weights (safetensors), config with auto_map, model code, tokenizer
+    if trainer.is_world_process_zero():
+        out = Path(args.output_dir)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / "run_args.json").write_text(json.dumps(extra, indent=2, ensure_ascii=False, default=str) + "\n")
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+    return metrics
+
+
+def describe_args(*instances) -> dict:
+    """All resolved arguments as one JSON-able dict, per dataclass."""
+    out = {}
+    for inst in instances:
+        out[type(inst).__name__] = inst.to_dict() if hasattr(inst, "to_dict") else asdict(inst)
+    return out
