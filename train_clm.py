@@ -28,6 +28,7 @@ from training.run import (
     load_text,
     make_blocks,
     setup_logging,
+    summary_line,
     train_and_save,
 )
 
@@ -55,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train_clm.py: error: {e}", file=sys.stderr)
         return 2
     if trainer.is_world_process_zero():
-        print(
-            f"done: {metrics['global_step']} steps, validation loss {metrics['eval_loss']:.4f}, "
-            f"perplexity {metrics['eval_perplexity']:.2f}, bits per byte {metrics['eval_bits_per_byte']:.4f}; "
-            f"model in {training_args.output_dir}"
-        )
+        print(summary_line(metrics, training_args.output_dir))
     return 0
 
 

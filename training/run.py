@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import sys
 import warnings
 from dataclasses import asdict
@@ -27,7 +25,7 @@ from tokenizer_training import train_tokenizer
 from .arguments import ArgumentsError, DataArguments, RunArguments
 from .callbacks import SampleCallback
 from .checkpoints import resolve_resume
-from .evaluation import TokenNLL, compute_metrics, summarize_nll
+from .evaluation import TokenNLL, compute_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -199,3 +197,12 @@ def describe_args(*instances) -> dict:
     for inst in instances:
         out[type(inst).__name__] = inst.to_dict() if hasattr(inst, "to_dict") else asdict(inst)
     return out
+
+
+def summary_line(metrics: dict, output_dir: str) -> str:
+    """The one line a run ends with: steps, validation loss, perplexity, bits per byte, where the model is."""
+    return (
+        f"done: {metrics['global_step']} steps, validation loss {metrics['eval_loss']:.4f}, "
+        f"perplexity {metrics['eval_perplexity']:.2f}, bits per byte {metrics['eval_bits_per_byte']:.4f}; "
+        f"model in {output_dir}"
+    )
