@@ -9,6 +9,7 @@ Load it by path (works offline; the Hub's "perplexity" module would rerun a mode
 Inputs are per-batch sums, so the loss is the token-weighted mean over the whole evaluation set (what
 Trainer's eval_loss approximates with a mean of batch means). Count predicted tokens (labels != -100),
 not input tokens.
+
 In a training loop that has already reduced the sums across ranks, load with `keep_in_memory=True`: the
 default writes every batch to an Arrow file under a lock, and a compute that raised keeps that lock, so the
 next compute on the same object stalls 1 s.
