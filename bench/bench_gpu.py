@@ -1,0 +1,122 @@
+"""GPU training throughput and model FLOPs utilisation (MFU) of the `base` RoPE GPT in bf16 with SDPA.
+
+    python bench/bench_gpu.py                       # base preset, block 1024, batch 16
+    python bench/bench_gpu.py --preset small --block_size 256 --batch_size 64
+
+MFU = achieved model FLOPs per second / the GPU's own bf16 matmul peak, measured in the same run with a
+large square matmul (not the datasheet figure). Model FLOPs per token follow the PaLM appendix: 6N for the
+weights plus 12 * layers * width * sequence for attention (forward + backward). The peer is the same
+model in transformers' LlamaForCausalLM of equal shape. Target: MFU >= 40%. Record the command, the GPU's
+name and the table in bench/RESULTS.md whenever this is run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
+
+
+def matmul_peak_tflops(n: int = 8192, iters: int = 50) -> float:
+    """The GPU's sustained bf16 matmul rate on an n x n x n product, in TFLOP/s."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(5):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * iters / (time.perf_counter() - start) / 1e12
+
+
+def flops_per_token(config, block_size: int) -> float:
+    """Training FLOPs per token: 6 x non-embedding-lookup parameters + attention's 12 * L * d * T."""
+    d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    per_layer = 4 * d * d + (3 if getattr(config, "mlp_type", "gelu") == "swiglu" else 2) * d * config.intermediate_size
+    weights = layers * per_layer + vocab * d  # the output head is a matmul even when tied
+    return 6 * weights + 12 * layers * d * block_size
+
+
+def llama_twin(config):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    twin = LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        max_position_embeddings=config.max_position_embeddings,
+        tie_word_embeddings=True,
+    )
+    twin._attn_implementation = "sdpa"
+    return LlamaForCausalLM(twin)
+
+
+def train_tokens_per_second(model, config, batch_size: int, block_size: int, steps: int, compile_model: bool) -> float:
+    """Steady-state training tokens/s (AdamW, bf16 autocast, SDPA) after warm-up steps."""
+    model = model.cuda().train()
+    if compile_model:
+        model = torch.compile(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
+    ids = torch.randint(0, config.vocab_size, (batch_size, block_size), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return batch_size * block_size * steps / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--block_size", type=int, default=1024)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_gpu.py: no CUDA GPU here; run it where one is (results go to bench/RESULTS.md)")
+        return 0
+    config = RopeGPTConfig.from_preset(args.preset, max_position_embeddings=max(args.block_size, 256))
+    config._attn_implementation = "sdpa"
+    peak = matmul_peak_tflops()
+    fpt = flops_per_token(config, args.block_size)
+    rows = []
+    for name, build in (("RopeGPT", lambda: RopeGPTForCausalLM(config)), ("Llama (transformers)", lambda: llama_twin(config))):
+        for compiled in (False, True) if args.compile else (False,):
+            torch.manual_seed(0)
+            tps = train_tokens_per_second(build(), config, args.batch_size, args.block_size, args.steps, compiled)
+            rows.append((name + (" + compile" if compiled else ""), tps, tps * fpt / 1e12 / peak))
+            torch.cuda.empty_cache()
+    print(f"GPU: {torch.cuda.get_device_name()} | bf16 matmul peak measured: {peak:.0f} TFLOP/s")
+    print(f"preset {args.preset}, block {args.block_size}, batch {args.batch_size}, {fpt / 1e9:.2f} GFLOP/token\n")
+    print("| model | tokens/s | MFU | target MFU >= 40% |")
+    print("|---|---:|---:|---|")
+    for name, tps, mfu in rows:
+        print(f"| {name} | {tps:,.0f} | {100 * mfu:.1f}% | {'met' if mfu >= 0.40 else 'missed'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
