@@ -1,0 +1,332 @@
+"""Sources -> clean -> split -> a `DatasetDict` on disk with a manifest; the `python -m corpora` CLI.
+
+    python -m corpora --source tolstoy --output_dir data/tolstoy
+    python -m corpora --source libru http://az.lib.ru/t/tolstoj_lew_nikolaewich/text_1860_dekabristy.shtml --output_dir data/dek
+    python -m corpora --source text ../shared/corpora/tolstoy/txt --output_dir data/tolstoy_txt
+    python -m corpora --source leipzig ../shared/corpora/tatar/leipzig/tat_books_2024_10K.tar.gz --output_dir data/tat10k
+    python -m corpora --source hub some/dataset --text_column text --output_dir data/hub
+
+The output folder holds `DatasetDict.save_to_disk` (splits `train` and `validation`, columns `text`
+and `source`) and `manifest.json`. It is built in a temporary folder beside the target and renamed
+into place only after everything succeeded, so a failed run leaves nothing half-made and never
+touches an existing folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .cleaning import clean_documents, split_documents
+from .errors import CorpusError
+from .fetch import FetchError, fetch
+from .leipzig import leipzig_local_path, read_leipzig
+from .libru import TOLSTOY_CATALOGUE, decode_html, extract_libru_html, tolstoy_urls
+from .text_files import find_text_files, read_text_file
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class CorpusArguments:
+    """Arguments of `python -m corpora` (parsed by transformers.HfArgumentParser)."""
+
+    source: Literal["tolstoy", "libru", "leipzig", "text", "hub"] = field(
+        metadata={"help": "Kind of input: 'tolstoy' (built-in az.lib.ru catalogue, no inputs needed), 'libru' "
+                          "(page URLs), 'leipzig' (archives, folders, URLs or corpus names), 'text' (.txt files or "
+                          "folders), 'hub' (datasets.load_dataset names or local paths)."})
+    output_dir: str = field(metadata={"help": "Folder to write the DatasetDict and manifest.json into."})
+    inputs: list[str] = field(default_factory=list, metadata={
+        "help": "Inputs for the source; they may also be given positionally after the options."})
+    validation_split: float = field(default=0.05, metadata={"help": "Fraction of documents (Leipzig: sentences) for validation."})
+    seed: int = field(default=0, metadata={"help": "Seed of the train/validation split."})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "Download cache (default ~/.cache/ropegpt/corpora, or $ROPEGPT_CACHE/corpora)."})
+    min_chars: int = field(default=20, metadata={"help": "Drop documents/sentences shorter than this many characters after cleaning."})
+    max_doc_chars: int = field(default=20000, metadata={
+        "help": "Cut long works into documents of at most this many characters at paragraph boundaries (0: never cut)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir (only after the new one is complete)."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text, for --source hub."})
+    hub_config: str | None = field(default=None, metadata={"help": "Configuration name, for --source hub."})
+    hub_split: str | None = field(default=None, metadata={"help": "Split to read for --source hub (default: all splits)."})
+    base_url: str | None = field(default=None, metadata={
+        "help": "Base URL of the Tolstoy catalogue pages (default http://az.lib.ru/t/tolstoj_lew_nikolaewich/)."})
+    delay: float = field(default=1.0, metadata={"help": "Seconds between two requests to the same host."})
+    timeout: float = field(default=30.0, metadata={"help": "Seconds before a connection or read gives up."})
+    retries: int = field(default=3, metadata={"help": "Retries (with backoff) of read errors and 429/5xx answers."})
+
+    def __post_init__(self):
+        self.inputs = list(self.inputs or [])
+        if not 0 <= self.validation_split < 1:
+            raise CorpusError(f"--validation_split {self.validation_split} is outside [0, 1); give e.g. 0.05")
+        if self.min_chars < 0 or self.max_doc_chars < 0:
+            raise CorpusError("--min_chars and --max_doc_chars must not be negative")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_record(name: str, location: str, path: Path, **extra) -> dict:
+    return {"source": name, "location": location, "sha256": _sha256_file(path), "bytes": path.stat().st_size, **extra}
+
+
+def _fetch_kwargs(args: CorpusArguments) -> dict:
+    return {"delay": args.delay, "timeout": args.timeout, "retries": args.retries}
+
+
+def _page_document(location: str, args: CorpusArguments) -> tuple[str, dict]:
+    """(text, source record) of one lib.ru page, from a URL (cached) or a local file."""
+    if location.startswith(("http://", "https://")):
+        result = fetch(location, args.cache_dir, **_fetch_kwargs(args))
+        raw, content_type, path = result.content, result.content_type, result.path
+    else:
+        path = Path(location)
+        if not path.is_file():
+            raise CorpusError(f"{location} is neither a URL nor an existing file; give an az.lib.ru page URL")
+        raw, content_type = path.read_bytes(), None
+    paragraphs = extract_libru_html(decode_html(raw, content_type))
+    if not paragraphs:
+        raise CorpusError(f"no text found on the page {location}; check that it is a lib.ru work page "
+                          "(it should hold <!--Section Begins--> ... <!--Section Ends-->)")
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    return "\n".join(paragraphs), _source_record(name, location, path)
+
+
+def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
+    """Read every input of `args.source` into rows {"text", "source"} (one per work, file or sentence).
+
+    Returns the rows and an info dict: `sources` (name, location, sha256 and size of the raw bytes),
+    `skipped_sources` and `malformed_lines_skipped`. For `--source tolstoy` a work whose page answers
+    HTTP 404 is skipped with a warning (the site renumbers pages now and then) and listed in
+    `skipped_sources`; any other failure, or every work missing, is an error. For `--source libru` the
+    user named the pages, so a 404 is an error.
+    """
+    if args.source != "tolstoy" and not args.inputs:
+        raise CorpusError(f"--source {args.source} needs at least one input; e.g. "
+                          f"python -m corpora --source {args.source} PATH_OR_URL --output_dir DIR")
+    rows: list[dict] = []
+    info: dict = {"sources": [], "skipped_sources": [], "malformed_lines_skipped": 0}
+    if args.source == "tolstoy":
+        urls = tolstoy_urls(args.base_url)
+        for name in args.inputs or list(urls):
+            if name not in urls:
+                raise CorpusError(f"{name!r} is not in the Tolstoy catalogue; choose from {', '.join(TOLSTOY_CATALOGUE)}")
+            try:
+                text, record = _page_document(urls[name], args)
+            except FetchError as error:
+                if error.status != 404:
+                    raise
+                logger.warning("skipping %s (%s): %s", name, TOLSTOY_CATALOGUE[name], error)
+                info["skipped_sources"].append({"source": name, "location": urls[name], "reason": str(error)})
+                continue
+            record["title"] = TOLSTOY_CATALOGUE[name]
+            rows.append({"text": text, "source": record["source"]})
+            info["sources"].append(record)
+        if not rows:
+            raise CorpusError(f"none of the Tolstoy catalogue pages could be downloaded from {args.base_url or urls[name]}; "
+                              "check --base_url, or use local files instead (--source text PATH)")
+    elif args.source == "libru":
+        for location in args.inputs:
+            text, record = _page_document(location, args)
+            rows.append({"text": text, "source": record["source"]})
+            info["sources"].append(record)
+    elif args.source == "text":
+        for path in find_text_files(args.inputs):
+            rows.append({"text": read_text_file(path), "source": path.name})
+            info["sources"].append(_source_record(path.name, str(path), path))
+    elif args.source == "leipzig":
+        for item in args.inputs:
+            local = leipzig_local_path(item, args.cache_dir, **_fetch_kwargs(args))
+            sentences, malformed = read_leipzig(local)
+            name = Path(str(item).rstrip("/")).name
+            rows.extend({"text": sentence, "source": name} for sentence in sentences)
+            info["malformed_lines_skipped"] += malformed
+            record = {"source": name, "location": str(item), "sentences": len(sentences), "malformed_lines": malformed}
+            if local.is_file():
+                record.update(sha256=_sha256_file(local), bytes=local.stat().st_size)
+            else:
+                files = sorted(local.rglob("*-sentences.txt"))
+                record.update(files={str(p.relative_to(local)): _sha256_file(p) for p in files})
+            info["sources"].append(record)
+    elif args.source == "hub":
+        for name in args.inputs:
+            texts, record = _hub_texts(name, args)
+            rows.extend({"text": text, "source": record["source"]} for text in texts)
+            info["sources"].append(record)
+    else:
+        raise CorpusError(f"unknown --source {args.source}; choose tolstoy, libru, leipzig, text or hub")
+    return rows, info
+
+
+def _hub_texts(name: str, args: CorpusArguments) -> tuple[list[str], dict]:
+    """Texts of a Hub dataset (by name or local path) and its source record (fingerprints, no sha256)."""
+    import datasets
+
+    try:
+        local = Path(name)
+        if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
+            loaded = datasets.load_from_disk(str(local))
+        else:
+            loaded = datasets.load_dataset(name, args.hub_config, split=args.hub_split)
+    except Exception as error:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError...)
+        reason = " ".join(str(error).split())[:200]
+        raise CorpusError(f"cannot load the dataset {name} ({error.__class__.__name__}: {reason}); check the name "
+                          "or path, or use local files instead (--source text PATH)") from error
+    splits = loaded if isinstance(loaded, datasets.DatasetDict) else {args.hub_split or "train": loaded}
+    texts: list[str] = []
+    for split_name, split in splits.items():
+        if args.text_column not in split.column_names:
+            raise CorpusError(f"dataset {name} split {split_name} has no column {args.text_column!r} "
+                              f"(columns: {', '.join(split.column_names)}); pass --text_column")
+        texts.extend(t for t in split[args.text_column] if isinstance(t, str))
+    source = name.rstrip("/").rsplit("/", 1)[-1] if Path(name).exists() else name
+    record = {"source": source, "location": name, "sha256": None,
+              "fingerprints": {k: getattr(v, "_fingerprint", None) for k, v in splits.items()}, "rows": len(texts)}
+    return texts, record
+
+
+def _split_stats(rows: list[dict]) -> dict:
+    return {"documents": len(rows), "characters": sum(len(r["text"]) for r in rows),
+            "utf8_bytes": sum(len(r["text"].encode("utf-8")) for r in rows)}
+
+
+def build_corpus_with_manifest(args: CorpusArguments):
+    """(DatasetDict, manifest dict): everything `prepare_corpus` writes, nothing written yet."""
+    import datasets
+
+    rows, info = load_source_rows(args)
+    # Leipzig rows are sentences: never cut them, each stays one row.
+    max_doc_chars = 0 if args.source == "leipzig" else args.max_doc_chars
+    documents, stats = clean_documents(rows, min_chars=args.min_chars, max_doc_chars=max_doc_chars)
+    if not documents:
+        raise CorpusError(f"no text left after cleaning {', '.join(args.inputs) or args.source} "
+                          f"(all rows shorter than --min_chars {args.min_chars} or duplicates); check the inputs")
+    train, validation = split_documents(documents, args.validation_split, args.seed)
+    features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
+    corpus = datasets.DatasetDict({
+        "train": datasets.Dataset.from_list(train, features=features),
+        "validation": datasets.Dataset.from_list(validation, features=features),
+    })
+    manifest = {
+        "format": "ropegpt-corpus/1",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "arguments": dataclasses.asdict(args),
+        "sources": info["sources"],
+        "skipped_sources": info["skipped_sources"],
+        "splits": {"train": _split_stats(train), "validation": _split_stats(validation)},
+        "rows_read": stats.input_rows,
+        "documents": stats.documents,
+        "documents_per_source": stats.per_source,
+        "duplicates_removed": stats.duplicates_removed,
+        "malformed_lines_skipped": info["malformed_lines_skipped"],
+        "too_short_dropped": stats.too_short_dropped,
+        "empty_dropped": stats.empty_dropped,
+        "versions": {"datasets": datasets.__version__},
+    }
+    return corpus, manifest
+
+
+def build_corpus(args: CorpusArguments):
+    """The `DatasetDict` {train, validation} for `args` (sources -> clean -> split); writes nothing."""
+    return build_corpus_with_manifest(args)[0]
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CorpusError(f"{output_dir} exists and is not a folder; choose another --output_dir")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise CorpusError(f"{output_dir} already exists and is not empty; pass --overwrite to replace it, "
+                          "or choose another --output_dir")
+
+
+def prepare_corpus(args: CorpusArguments) -> Path:
+    """Build the corpus and write it atomically to `args.output_dir` with manifest.json; returns the folder.
+
+    The dataset is saved into a temporary folder beside the target; only when it and the manifest are
+    complete is it renamed into place (an existing folder, allowed with `overwrite`, is moved aside first
+    and deleted last). Any failure removes the temporary folder and leaves the target as it was.
+    """
+    output_dir = Path(args.output_dir).absolute()
+    _check_output_dir(output_dir, args.overwrite)
+    corpus, manifest = build_corpus_with_manifest(args)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the finished folder should look like any other
+    backup = None
+    try:
+        corpus.save_to_disk(str(staging))
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        _check_output_dir(output_dir, args.overwrite)  # another run may have written there meanwhile
+        if output_dir.exists():
+            backup = output_dir.with_name(f".{output_dir.name}.replaced-{os.getpid()}-{int(time.time())}")
+            os.replace(output_dir, backup)
+        try:
+            os.replace(staging, output_dir)
+        except OSError:
+            if backup is not None:
+                os.replace(backup, output_dir)
+                backup = None
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    logger.info("wrote %s: %s", output_dir, json.dumps(manifest["splits"]))
+    return output_dir
+
+
+def load_corpus(path: str | os.PathLike):
+    """The `DatasetDict` written by `prepare_corpus` (a thin `datasets.load_from_disk`)."""
+    import datasets
+
+    path = Path(path)
+    if not (path / "dataset_dict.json").exists():
+        raise CorpusError(f"{path} is not a corpus folder (no dataset_dict.json); build one with python -m corpora")
+    return datasets.load_from_disk(str(path))
+
+
+def parse_args(argv: list[str] | None = None) -> CorpusArguments:
+    """CorpusArguments from the command line; positional words after the options are inputs."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(CorpusArguments, description=__doc__.split("\n\n")[0],
+                              formatter_class=__import__("argparse").ArgumentDefaultsHelpFormatter)
+    args, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    unknown = [word for word in rest if word.startswith("--")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.inputs = list(args.inputs) + list(rest)
+    args.__post_init__()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m corpora ...`: 0 on success; a `CorpusError` prints one line to stderr and returns 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        output_dir = prepare_corpus(parse_args(argv))
+    except CorpusError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(output_dir)
+    return 0

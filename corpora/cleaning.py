@@ -1,0 +1,123 @@
+"""Cleaning, cutting into documents, de-duplication and the seeded train/validation split.
+
+    python -m corpora --source text ../shared/corpora/tolstoy/txt --output_dir data/tolstoy --min_chars 20 --max_doc_chars 20000
+
+Rows are dicts with `text` and `source`. A long work becomes several documents of at most
+`max_doc_chars` characters cut at paragraph boundaries (paragraphs joined by "\\n"), so that the split
+has enough documents and each validation document is contiguous prose.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+# Format characters that are noise in scraped prose (BOM, soft hyphen, zero-width space, word joiner).
+_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u00ad\u200b\u2060"), None)
+_SPACES = re.compile(r"[^\S\n]+")
+
+
+def clean_text(text: str) -> str:
+    """NFC, control and invisible characters removed, runs of spaces (nbsp, tabs) made one space,
+    each line stripped, blank lines dropped: one paragraph per line."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).translate(_INVISIBLE)
+    # Tabs become spaces before the control characters (category Cc) go; newlines separate paragraphs.
+    text = "".join(ch for ch in text.replace("\t", " ") if ch == "\n" or unicodedata.category(ch) != "Cc")
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def chunk_paragraphs(text: str, max_doc_chars: int) -> list[str]:
+    """Cut a text (paragraphs joined by "\\n") into documents of at most `max_doc_chars` characters.
+
+    Cuts fall between paragraphs; a single paragraph longer than the limit is cut at the last space
+    before it (or hard, if it has none), so the limit always holds.
+    """
+    if max_doc_chars <= 0 or len(text) <= max_doc_chars:
+        return [text] if text else []
+    documents: list[str] = []
+    current: list[str] = []
+    size = 0
+    for paragraph in text.split("\n"):
+        while len(paragraph) > max_doc_chars:
+            cut = paragraph.rfind(" ", 0, max_doc_chars + 1)
+            cut = cut if cut > 0 else max_doc_chars
+            head, paragraph = paragraph[:cut].rstrip(), paragraph[cut:].lstrip()
+            if current:
+                documents.append("\n".join(current))
+                current, size = [], 0
+            documents.append(head)
+        extra = len(paragraph) + (1 if current else 0)
+        if current and size + extra > max_doc_chars:
+            documents.append("\n".join(current))
+            current, size, extra = [], 0, len(paragraph)
+        if paragraph:
+            current.append(paragraph)
+            size += extra
+    if current:
+        documents.append("\n".join(current))
+    return documents
+
+
+@dataclass
+class CleaningStats:
+    """What `clean_documents` removed."""
+
+    input_rows: int = 0
+    documents: int = 0
+    duplicates_removed: int = 0
+    too_short_dropped: int = 0
+    empty_dropped: int = 0
+    per_source: dict = field(default_factory=dict)
+
+
+def clean_documents(rows, *, min_chars: int = 20, max_doc_chars: int = 20000) -> tuple[list[dict], CleaningStats]:
+    """Clean `rows` ({"text", "source"}), cut them into documents, drop exact duplicates and short rows.
+
+    Returns the surviving rows in input order and a `CleaningStats`. A duplicate is a document whose
+    cleaned text equals an earlier one (from any source); the first one is kept. Rows shorter than
+    `min_chars` characters after cleaning are dropped (`max_doc_chars` <= 0 disables cutting).
+    """
+    stats = CleaningStats()
+    seen: set[str] = set()
+    kept: list[dict] = []
+    for row in rows:
+        stats.input_rows += 1
+        text = clean_text(row["text"])
+        if not text:
+            stats.empty_dropped += 1
+            continue
+        for document in chunk_paragraphs(text, max_doc_chars):
+            if len(document) < min_chars:
+                stats.too_short_dropped += 1
+            elif document in seen:
+                stats.duplicates_removed += 1
+            else:
+                seen.add(document)
+                kept.append({"text": document, "source": row["source"]})
+                stats.per_source[row["source"]] = stats.per_source.get(row["source"], 0) + 1
+    stats.documents = len(kept)
+    return kept, stats
+
+
+def split_documents(rows: list[dict], validation_split: float = 0.05, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """A seeded, deterministic (train, validation) split of whole rows; each keeps the input order.
+
+    The validation set gets round(n * validation_split) rows, at least one when the fraction is positive
+    and there are two rows or more; the same rows and seed always give the same split.
+    """
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    n = len(rows)
+    n_val = round(n * validation_split)
+    if validation_split > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    chosen = set(random.Random(seed).sample(range(n), n_val))
+    train = [row for i, row in enumerate(rows) if i not in chosen]
+    validation = [row for i, row in enumerate(rows) if i in chosen]
+    return train, validation
