@@ -1,0 +1,315 @@
+"""RopeGPT: a pre-norm GPT decoder with rotary position embeddings, in the order of transformers' modeling_llama.py
+(norm -> rotary -> attention -> MLP -> block -> PreTrainedModel -> Model -> ForCausalLM).
+
+    import modeling  # registers "ropegpt" with the Auto classes
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_config(modeling.RopeGPTConfig.from_preset("tiny"))
+
+This file travels to the Hub beside the weights (remote code): it imports only transformers, torch and its config.
+Shapes: B batch, T query length, S key length (cache included), C width, nh heads, hs head size.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.utils import can_return_tuple
+
+from .configuration_ropegpt import RopeGPTConfig
+
+
+class RopeGPTNorm(nn.Module):
+    """LayerNorm or RMSNorm (config.norm_type), computed in float32 so bf16/fp16 training keeps accurate statistics."""
+
+    def __init__(self, config: RopeGPTConfig):
+        super().__init__()
+        self.norm_type, self.eps = config.norm_type, config.layer_norm_eps
+        self.weight = nn.Parameter(torch.ones(config.hidden_size))
+        # RMSNorm has no shift by definition; LayerNorm's follows the `bias` switch like nanoGPT's
+        use_bias = config.bias and config.norm_type == "layernorm"
+        self.bias = nn.Parameter(torch.zeros(config.hidden_size)) if use_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape, dtype = (x.shape[-1],), x.dtype
+        if self.norm_type == "rmsnorm":
+            # normalise in float32, scale in the input dtype, as Llama does (its logits are matched to 1e-5 in tests)
+            return self.weight * F.rms_norm(x.float(), shape, eps=self.eps).to(dtype)
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), shape, self.weight.float(), bias, self.eps).to(dtype)
+
+
+class RopeGPTRotaryEmbedding(nn.Module):
+    """cos/sin tables for the positions asked for, computed in float32 (bf16 angles drift after a few hundred steps)."""
+
+    def __init__(self, config: RopeGPTConfig):
+        super().__init__()
+        # Non-persistent: it is derived from the config, so `_init_weights` recomputes it after meta-device loading
+        # (transformers 5 refills non-persistent buffers with garbage when it builds the model on the meta device).
+        self.inv_freq = nn.Buffer(self.compute_inv_freq(config), persistent=False)
+
+    @staticmethod
+    def compute_inv_freq(config: RopeGPTConfig) -> torch.Tensor:
+        theta = (config.rope_parameters or {}).get("rope_theta", 10_000.0)
+        dim = config.head_dim
+        return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))  # (hs/2,)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, hs/2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, hs)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin):
+    """Rotate (B, nh, T, hs) queries and keys; the half-split pairing is Llama's, so its checkpoints line up."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hs): broadcast over heads
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain-matmul attention: the reference that the SDPA path is tested against. Returns (B, T, nh, hs)."""
+    att = (query @ key.transpose(-2, -1)) * scaling  # (B, nh, T, S)
+    if attention_mask is not None:
+        att = att + attention_mask
+    att = F.softmax(att, dim=-1, dtype=torch.float32).to(query.dtype)
+    att = F.dropout(att, p=dropout, training=module.training)
+    return (att @ value).transpose(1, 2), att
+
+
+def sdpa_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """torch's fused attention. No mask means "plain causal" (T == S) or "a single new token" (T == 1)."""
+    is_causal = attention_mask is None and query.shape[2] > 1  # the flag lets SDPA pick its flash/efficient kernels
+    y = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, is_causal=is_causal, scale=scaling
+    )  # (B, nh, T, hs)
+    return y.transpose(1, 2), None
+
+
+ATTENTION_FUNCTIONS = {"eager": eager_attention_forward, "sdpa": sdpa_attention_forward}
+
+
+class RopeGPTAttention(nn.Module):
+    """Multi-head causal self-attention with one fused QKV projection (one matmul instead of three)."""
+
+    def __init__(self, config: RopeGPTConfig, layer_idx: int):
+        super().__init__()
+        self.config, self.layer_idx = config, layer_idx
+        self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True  # read by transformers' FlashAttention integration
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.o_proj.is_residual_projection = True
+
+    def forward(self, hidden_states, position_embeddings, attention_mask=None, past_key_values=None, **kwargs):
+        B, T, C = hidden_states.shape
+        qkv = self.qkv_proj(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.transpose(1, 3).unbind(dim=2)  # 3 x (B, nh, T, hs), views: no copies
+        q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
+        if past_key_values is not None:
+            k, v = past_key_values.update(k, v, self.layer_idx)  # (B, nh, S, hs)
+        implementation = self.config._attn_implementation or "sdpa"
+        attention = ATTENTION_FUNCTIONS.get(implementation) or ALL_ATTENTION_FUNCTIONS[implementation]
+        dropout = self.config.attention_dropout if self.training else 0.0
+        y, _ = attention(self, q, k, v, attention_mask, scaling=self.scaling, dropout=dropout, **kwargs)
+        return self.o_proj(y.reshape(B, T, C))  # (B, T, nh, hs) -> (B, T, C)
+
+
+class RopeGPTMLP(nn.Module):
+    """GELU MLP (GPT-2) or SwiGLU (Llama); SwiGLU's gate and up projections are fused into one matmul."""
+
+    def __init__(self, config: RopeGPTConfig):
+        super().__init__()
+        self.swiglu = config.mlp_type == "swiglu"
+        width = 2 * config.intermediate_size if self.swiglu else config.intermediate_size
+        self.up_proj = nn.Linear(config.hidden_size, width, bias=config.bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
+        self.down_proj.is_residual_projection = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up_proj(x)  # (B, T, F) or (B, T, 2F) = [gate | up]
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(F.gelu(h, approximate="tanh"))
+
+
+class RopeGPTBlock(GradientCheckpointingLayer):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: RopeGPTConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RopeGPTNorm(config)
+        self.self_attn = RopeGPTAttention(config, layer_idx)
+        self.post_attention_layernorm = RopeGPTNorm(config)
+        self.mlp = RopeGPTMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, hidden_states, position_embeddings, attention_mask=None, past_key_values=None, **kwargs):
+        attn = self.self_attn(
+            self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
+        )
+        hidden_states = hidden_states + self.dropout(attn)
+        return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
+
+
+class RopeGPTPreTrainedModel(PreTrainedModel):
+    config_class = RopeGPTConfig
+    config: RopeGPTConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["RopeGPTBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True  # through transformers' integration, when `flash_attn` is installed
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            # GPT-2: each residual branch adds to the stream, so its output projection is scaled down by the
+            # number of additions (2 per layer) to keep the residual variance independent of depth
+            if getattr(module, "is_residual_projection", False):
+                std = std / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, RopeGPTNorm):
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, RopeGPTRotaryEmbedding):
+            init.copy_(module.inv_freq, module.compute_inv_freq(self.config))
+
+
+def make_attention_mask(attention_mask, query_length, past_length, dtype, implementation):
+    """The mask each attention kernel wants, or None when the kernel can apply causality on its own.
+
+    `attention_mask` is the (B, S) padding mask (1 = token, 0 = padding) or None. FlashAttention takes it as is.
+    Otherwise the result is an additive (B or 1, 1, T, S) float mask filled with finfo(dtype).min rather than -inf,
+    so rows that see only padding (left-padded prompts) give a uniform softmax instead of NaN.
+    """
+    key_length = past_length + query_length
+    has_padding = attention_mask is not None and not bool(attention_mask[:, :key_length].all())
+    if "flash" in implementation:
+        return attention_mask if has_padding else None
+    if not has_padding and (query_length == 1 or (query_length == key_length and implementation == "sdpa")):
+        return None
+    device = attention_mask.device if attention_mask is not None else None
+    query_pos = torch.arange(past_length, key_length, device=device)
+    allowed = torch.arange(key_length, device=device) <= query_pos[:, None]  # (T, S)
+    allowed = allowed[None, None]  # (1, 1, T, S)
+    if has_padding:
+        allowed = allowed & attention_mask[:, None, None, :key_length].bool()  # (B, 1, T, S)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class RopeGPTModel(RopeGPTPreTrainedModel):
+    """Token embedding, the blocks and a final norm; returns hidden states (and the cache)."""
+
+    def __init__(self, config: RopeGPTConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList([RopeGPTBlock(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = RopeGPTNorm(config)
+        self.rotary_emb = RopeGPTRotaryEmbedding(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
+        # Training never reads a cache back, and keeping one would only hold memory.
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        T = inputs_embeds.shape[1]
+        if position_ids is None:
+            # without a padding mask, positions simply continue from the cache; `generate` passes position_ids
+            # computed from the mask for left-padded prompts, so each row's first real token gets position 0
+            position_ids = torch.arange(past_length, past_length + T, device=inputs_embeds.device)[None]  # (1, T)
+        mask = make_attention_mask(
+            attention_mask, T, past_length, inputs_embeds.dtype, self.config._attn_implementation or "sdpa"
+        )
+        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
+
+        hidden_states = self.dropout(inputs_embeds)
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states, position_embeddings, attention_mask=mask, past_key_values=past_key_values, **kwargs
+            )
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values)
+
+
+class RopeGPTForCausalLM(RopeGPTPreTrainedModel, GenerationMixin):
+    """RopeGPTModel with a language-modelling head (tied to the token embedding unless tie_word_embeddings=False)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: RopeGPTConfig):
+        super().__init__(config)
+        self.model = RopeGPTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """`labels` are the input ids (shifted inside the loss; -100 is ignored). Pass Trainer's
+        `num_items_in_batch` through kwargs so gradient accumulation averages over the whole batch."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        # generate asks only for the last position: skip projecting the whole prompt onto the vocabulary
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
+
+
+__all__ = ["RopeGPTForCausalLM", "RopeGPTModel", "RopeGPTPreTrainedModel"]
