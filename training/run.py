@@ -112,12 +112,15 @@ def load_or_train_tokenizer(data_args: DataArguments, dataset, training_args: Tr
     path = Path(training_args.output_dir) / "tokenizer"
     with training_args.main_process_first(desc="training the tokenizer"):
         if not (path / "tokenizer.json").exists():
-            tokenizer = train_tokenizer(
-                dataset["train"]["text"],
-                kind=data_args.tokenizer_kind,
-                vocab_size=data_args.vocab_size,
-                model_max_length=data_args.block_size,
-            )
+            try:
+                tokenizer = train_tokenizer(
+                    dataset["train"]["text"],
+                    kind=data_args.tokenizer_kind,
+                    vocab_size=data_args.vocab_size,
+                    model_max_length=data_args.block_size,
+                )
+            except ValueError as e:  # already one line naming vocab_size / kind and what to do
+                raise ArgumentsError(str(e)) from None
             tokenizer.save_pretrained(path)
     return AutoTokenizer.from_pretrained(path)
 
