@@ -1,0 +1,203 @@
+"""Data preparation, corpus -> BPE tokenizer -> 256-token blocks, beside transformers' run_clm.py way.
+
+    .venv/bin/python bench/bench_pipeline.py            # all of ../shared/corpora/tolstoy/txt, then War and Peace alone
+    .venv/bin/python bench/bench_pipeline.py --quick    # one small file, a smoke run of a few seconds
+
+Stages (ours): `corpus` (corpora.prepare_corpus writes the DatasetDict, then it is loaded back, as the
+CLI chain does), `tokenizer` (train_tokenizer, byte-level BPE), `tokenize` (corpora.blocks.tokenize_dataset)
+and `group` (corpora.blocks.group_blocks). The peer is run_clm.py's preprocessing, written out below as
+it is there: `map(tokenizer(examples["text"]))` then `map(group_texts)`, both batched with datasets'
+default batch size of 1000, on the same DatasetDict and the same tokenizer. The corpus and tokenizer
+stages have no peer (run_clm starts from a loaded dataset and a pretrained tokenizer).
+
+Every measurement runs on a fresh copy of the corpus in a fresh temporary folder, so datasets' cache
+files are written, never read; tokenize and group are repeated `--repeats` times alternating ours and
+the peer, and the median is shown. MB/s is UTF-8 megabytes (10^6) of corpus text per second.
+Targets (2 CPU cores): the complete War and Peace prepared in under 30 s, and our tokenization no
+slower than run_clm's.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from itertools import chain
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TXT = ROOT.parent / "shared" / "corpora" / "tolstoy" / "txt"
+WAR_AND_PEACE = TXT / "war_and_peace_full.libru_txt.cp1251.txt"
+QUICK_FILE = TXT / "posle_bala_after_the_ball.utf8bom.txt"
+
+_TMP = tempfile.mkdtemp(prefix="ropegpt-bench-pipeline-")
+# datasets must not find caches from an earlier run: its home goes into this run's temporary folder.
+os.environ["HF_HOME"] = os.path.join(_TMP, "hf")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import datasets  # noqa: E402
+from datasets import load_from_disk  # noqa: E402
+
+from corpora import CorpusArguments, prepare_corpus  # noqa: E402
+from corpora.blocks import group_blocks, tokenize_dataset  # noqa: E402
+from tokenizer_training import train_tokenizer  # noqa: E402
+
+
+def run_clm_tokenize(dd, tokenizer):
+    """run_clm.py's tokenize_function and map (its default: batched, batch_size 1000, original columns removed)."""
+    column_names = list(dd["train"].features)
+
+    def tokenize_function(examples):
+        return tokenizer(examples["text"])
+
+    return dd.map(tokenize_function, batched=True, remove_columns=column_names, desc="run_clm tokenize")
+
+
+def run_clm_group(tokenized, block_size: int):
+    """run_clm.py's group_texts map: the remainder of every 1000-row batch is dropped."""
+
+    def group_texts(examples):
+        concatenated_examples = {k: list(chain(*examples[k])) for k in examples.keys()}
+        total_length = len(concatenated_examples[list(examples.keys())[0]])
+        if total_length >= block_size:
+            total_length = (total_length // block_size) * block_size
+        result = {
+            k: [t[i : i + block_size] for i in range(0, total_length, block_size)]
+            for k, t in concatenated_examples.items()
+        }
+        result["labels"] = result["input_ids"].copy()
+        return result
+
+    return tokenized.map(group_texts, batched=True, desc=f"run_clm group_texts {block_size}")
+
+
+def timed(fn, *args, **kwargs):
+    """(result, seconds) of one call."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def fresh_copy(dd, tag: str):
+    """The DatasetDict saved into a new folder and loaded back: on disk (so maps are cached) and cache-free."""
+    path = tempfile.mkdtemp(prefix=f"{tag}-", dir=_TMP)
+    dd.save_to_disk(path)
+    return load_from_disk(path)
+
+
+def text_bytes(dd) -> int:
+    return sum(len(t.encode("utf-8")) for split in dd.values() for t in split["text"])
+
+
+def build(inputs: list[Path], tag: str, max_doc_chars: int = 20000):
+    """Corpus stage: prepare_corpus into a fresh folder, then load it. Returns (DatasetDict, seconds)."""
+    out = Path(_TMP) / f"corpus-{tag}"
+    args = CorpusArguments(source="text", inputs=[str(p) for p in inputs], output_dir=str(out),
+                           validation_split=0.05, seed=0, max_doc_chars=max_doc_chars)
+    start = time.perf_counter()
+    dd = load_from_disk(str(prepare_corpus(args)))
+    return dd, time.perf_counter() - start
+
+
+def ours_blocks(dd, tokenizer, block_size: int):
+    """(tokenize seconds, group seconds, blocks) of our pipeline on a fresh copy of dd."""
+    dd = fresh_copy(dd, "ours")
+    tokenized, t_tok = timed(tokenize_dataset, dd, tokenizer)
+    blocks, t_group = timed(group_blocks, tokenized, block_size, pad_token_id=tokenizer.pad_token_id)
+    return t_tok, t_group, blocks
+
+
+def peer_blocks(dd, tokenizer, block_size: int):
+    """(tokenize seconds, group seconds, blocks) of run_clm's way on a fresh copy of dd."""
+    dd = fresh_copy(dd, "peer")
+    tokenized, t_tok = timed(run_clm_tokenize, dd, tokenizer)
+    blocks, t_group = timed(run_clm_group, tokenized, block_size)
+    return t_tok, t_group, blocks
+
+
+def full_preparation(inputs: list[Path], vocab_size: int, block_size: int) -> tuple[float, int]:
+    """Seconds and UTF-8 bytes for corpus -> tokenizer -> blocks, ours only, from nothing."""
+    start = time.perf_counter()
+    dd, _ = build(inputs, "target")
+    tokenizer = train_tokenizer(dd["train"]["text"], "bpe", vocab_size)
+    dd = fresh_copy(dd, "target")
+    group_blocks(tokenize_dataset(dd, tokenizer), block_size, pad_token_id=tokenizer.pad_token_id)
+    return time.perf_counter() - start, text_bytes(dd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--inputs", nargs="+", type=Path, default=[TXT], help="Text files or folders (default: tolstoy/txt).")
+    parser.add_argument("--vocab_size", type=int, default=8192, help="BPE vocabulary size.")
+    parser.add_argument("--block_size", type=int, default=256, help="Tokens per training block.")
+    parser.add_argument("--repeats", type=int, default=3, help="Repetitions of tokenize and group (median shown).")
+    parser.add_argument("--quick", action="store_true", help="One small file, one repetition, no War and Peace run.")
+    args = parser.parse_args()
+    if args.quick:
+        args.inputs, args.repeats = [QUICK_FILE], 1
+    for path in args.inputs:
+        if not path.exists():
+            sys.exit(f"error: {path} does not exist (the bench reads ../shared/corpora from the repository root)")
+    datasets.disable_progress_bars()
+
+    try:
+        # The quick file is one 20,000-character document; shorter documents give validation a few.
+        dd, t_corpus = build(args.inputs, "main", 2000 if args.quick else 20000)
+        mb = text_bytes(dd) / 1e6
+        tokenizer, t_train = timed(train_tokenizer, dd["train"]["text"], "bpe", args.vocab_size)
+        tokenizer(dd["train"][0]["text"][:1000])  # warm-up: the first call compiles the pre-tokenizer regex
+        ours, peer = [], []
+        for _ in range(args.repeats):
+            *times, ours_out = ours_blocks(dd, tokenizer, args.block_size)
+            ours.append(times)
+            *times, peer_out = peer_blocks(dd, tokenizer, args.block_size)
+            peer.append(times)
+        o_tok, o_group = (statistics.median(t[i] for t in ours) for i in (0, 1))
+        p_tok, p_group = (statistics.median(t[i] for t in peer) for i in (0, 1))
+
+        print(f"\ninputs: {', '.join(str(p) for p in args.inputs)}")
+        print(f"{os.cpu_count()} CPUs, corpus {mb:.2f} MB of UTF-8 text in "
+              f"{len(dd['train'])} + {len(dd['validation'])} documents, BPE {len(tokenizer)}, block {args.block_size}, "
+              f"median of {args.repeats}")
+        print("\n| stage | ours s | ours MB/s | run_clm s | run_clm MB/s | speed-up (run_clm s / ours s) |")
+        print("|---|---|---|---|---|---|")
+
+        def row(stage, ours_s, peer_s=None):
+            peer = f"{peer_s:.3f} | {mb / peer_s:.2f} | {peer_s / ours_s:.2f}x" if peer_s else "- | - | -"
+            print(f"| {stage} | {ours_s:.3f} | {mb / ours_s:.2f} | {peer} |")
+
+        row("corpus (build + save + load)", t_corpus)
+        row(f"tokenizer (BPE {args.vocab_size})", t_train)
+        row("tokenize", o_tok, p_tok)
+        row(f"group into {args.block_size}", o_group, p_group)
+        row("tokenize + group", o_tok + o_group, p_tok + p_group)
+        row("total", t_corpus + t_train + o_tok + o_group)
+
+        tokens = {n: sum(len(x) for x in ours_out[n].with_format("arrow")["input_ids"].to_pylist()) for n in ours_out}
+        real = {n: sum(sum(m) for m in ours_out[n]["attention_mask"]) for n in ours_out}
+        peer_tokens = {n: sum(len(x) for x in peer_out[n]["input_ids"]) for n in peer_out}
+        print("\n| split | ours: blocks, real tokens (incl. one <eos> per document) | run_clm: blocks, tokens kept |")
+        print("|---|---|---|")
+        for n in ours_out:
+            print(f"| {n} | {len(ours_out[n])}, {real[n]} of {tokens[n]} slots | {len(peer_out[n])}, {peer_tokens[n]} |")
+
+        print("\n| target | measured | met |")
+        print("|---|---|---|")
+        if args.quick:
+            print("| War and Peace prepared in < 30 s | not measured (--quick) | - |")
+        else:
+            seconds, nbytes = full_preparation([WAR_AND_PEACE], args.vocab_size, args.block_size)
+            print(f"| War and Peace ({nbytes / 1e6:.2f} MB) prepared in < 30 s | {seconds:.1f} s | "
+                  f"{'yes' if seconds < 30 else 'NO'} |")
+        print(f"| tokenization no slower than run_clm | {o_tok:.2f} s vs {p_tok:.2f} s | "
+              f"{'yes' if o_tok <= p_tok else 'NO'} |")
+    finally:
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
