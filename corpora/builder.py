@@ -221,8 +221,9 @@ def build_corpus_with_manifest(args: CorpusArguments):
     train, validation = split_documents(documents, args.validation_split, args.seed)
     features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
     corpus = datasets.DatasetDict({
-        "train": datasets.Dataset.from_list(train, features=features),
-        "validation": datasets.Dataset.from_list(validation, features=features),
+        name: datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "source": [r["source"] for r in rows]},
+                                         features=features)
+        for name, rows in (("train", train), ("validation", validation))
     })
     manifest = {
         "format": "ropegpt-corpus/1",
@@ -322,11 +323,20 @@ def parse_args(argv: list[str] | None = None) -> CorpusArguments:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m corpora ...`: 0 on success; a `CorpusError` prints one line to stderr and returns 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # A handler of our own, removed on return: main() may run inside another program (or pytest).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger(__package__)
+    package_logger.addHandler(handler)
+    level = package_logger.level
+    package_logger.setLevel(logging.INFO)
     try:
         output_dir = prepare_corpus(parse_args(argv))
     except CorpusError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(level)
     print(output_dir)
     return 0

@@ -159,6 +159,8 @@ _MARK_AFTER_PUNCT = re.compile(r'(?<=[.,!?;:"»…)\]])(\s*)(\d{1,3})(?=\s*$|\s+
 # and before a dash, a parenthesis or a Cyrillic word.
 _MARK_AFTER_WORD = re.compile(r"(?<=\S)(\s+)(\d{1,3})(?=\s*$|\s+(?:-|\(|[А-Яа-яЁё]))")
 # Headings restart footnote numbering (ЧАСТЬ ВТОРАЯ, ТОМ ВТОРОЙ, СНОСКИ); Roman chapter numbers do not.
+# A marker glued to a French word ("mon chevalier33"), where lib.ru lost the closing quote before it.
+_MARK_GLUED = re.compile(r"(?<=[A-Za-z])()(\d{1,3})(?=\s|$)")
 _HEADING = re.compile(r"^[^a-zа-яё]*[А-ЯЁ]{3,}[^a-zа-яё]*$")
 _LATIN = re.compile(r"[A-Za-z]")
 
@@ -173,8 +175,8 @@ def remove_footnote_markers(paragraphs: list[str]) -> list[str]:
     """Drop lib.ru's bare footnote numbers from the text and the "(сноска N)" labels of the notes.
 
     The numbers are plain digits in the running text, so a digit is only taken for a marker when it is
-    the next number of the sequence (1, 2, 3... restarting at each part heading; a gap of up to 3 lost
-    markers is tolerated) *and* it stands where markers stand: after punctuation, or after a French word
+    the next number of the sequence (1, 2, 3... restarting at each part heading; after punctuation one
+    lost marker is tolerated, which on War and Peace finds as many as any wider gap) *and* it stands where markers stand: after punctuation, or after a French word
     and before Russian text or a dash. Dates, sums and counts ("в 10 часов", "entre 7 et 10 heures")
     fail one test or the other and stay.
     """
@@ -195,12 +197,13 @@ def remove_footnote_markers(paragraphs: list[str]) -> list[str]:
             [(m.start(2), m.start(), m.end(), int(m.group(2)), True) for m in _MARK_AFTER_PUNCT.finditer(paragraph)]
             + [(m.start(2), m.start(), m.end(), int(m.group(2)), False) for m in _MARK_AFTER_WORD.finditer(paragraph)
                if _is_latin_word(paragraph, m.start())]
+            + [(m.start(2), m.start(), m.end(), int(m.group(2)), False) for m in _MARK_GLUED.finditer(paragraph)]
         )
         cuts = []
         for _, start, end, number, after_punct in candidates:
             if cuts and start < cuts[-1][1]:
                 continue
-            if (after_punct and expected <= number <= expected + 3) or number == expected:
+            if (after_punct and expected <= number <= expected + 1) or number == expected:
                 cuts.append((start, end))
                 expected = number + 1
         for start, end in reversed(cuts):
@@ -215,7 +218,7 @@ def split_libru_txt(text: str) -> list[str]:
     """Paragraphs of a lib.ru hard-wrapped text, footnote markers removed.
 
     An indented line (lib.ru indents by 3 spaces) or a blank line starts a new paragraph; other lines
-    continue the current one. A line at column 0 that starts with a dash opens a new paragraph only after
+    continue the current one, except an upper-case heading line, which is a paragraph of its own. A line at column 0 that starts with a dash opens a new paragraph only after
     a line that ended a sentence: lib.ru's wrapping also puts mid-sentence dashes ("- сказал он") there.
     Justification spaces inside lines are collapsed.
     """
@@ -231,6 +234,10 @@ def split_libru_txt(text: str) -> list[str]:
         stripped = line.strip()
         if not stripped:
             flush()
+        elif _HEADING.match(stripped) and len(stripped) <= 60:
+            # A heading line ("СНОСКИ", "ЧАСТЬ ВТОРАЯ") stands alone even where lib.ru left no blank line.
+            flush()
+            paragraphs.append(" ".join(stripped.split()))
         elif line[0].isspace():
             flush()
             current.append(stripped)
