@@ -34,7 +34,6 @@ from training.models import model_context_length
 from training.run import (
     TrainingDivergedError,
     build_trainer,
-    check_precision,
     describe_args,
     load_text,
     make_blocks,
@@ -155,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
             defaults=FINETUNE_DEFAULTS,
         )
         setup_logging(training_args)
-        check_precision(training_args)
         set_seed(training_args.seed)
         tokenizer, model = load_pretrained(model_args.model_name_or_path)
         data_args.block_size = capped_block_size(data_args.block_size, model)

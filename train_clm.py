@@ -22,7 +22,6 @@ from training.models import build_config, build_model
 from training.run import (
     TrainingDivergedError,
     build_trainer,
-    check_precision,
     describe_args,
     load_or_train_tokenizer,
     load_text,
@@ -41,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         model_args, data_args, run_args, training_args, recipe = parse_arguments(argv)
         setup_logging(training_args)
         logger.info("recipe: %s", recipe or "(none: command line only)")
-        check_precision(training_args)
         set_seed(training_args.seed)
         dataset = load_text(data_args, training_args)
         tokenizer = load_or_train_tokenizer(data_args, dataset, training_args)

@@ -267,54 +267,54 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(prepared, tmp_path):
 # ---------------------------------------------------------------- bad input: one line, exit code 2
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [l for l in result.stderr.strip().splitlines() if l.startswith("train_clm.py: error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+def one_line_error(args: list[str], capsys) -> str:
+    """Run train_clm.main in-process (imports are already paid for) and return its one error line."""
+    import train_clm
+
+    assert train_clm.main(args) == 2
+    err = capsys.readouterr().err
+    lines = [l for l in err.strip().splitlines() if l.startswith("train_clm.py: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
     return lines[0]
 
 
-def test_missing_dataset_dir(tmp_path):
-    err = one_line_error(train(["--dataset_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")]))
+def test_missing_dataset_dir(tmp_path, capsys):
+    err = one_line_error(["--dataset_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")], capsys)
     assert "nope" in err and "python -m corpora" in err
 
 
-def test_empty_validation_split(tmp_path):
+def test_empty_validation_split(tmp_path, capsys):
     import datasets
 
     data = tmp_path / "data"
     empty = datasets.Dataset.from_dict({"text": [], "source": []})
     datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["а б в"] * 3, "source": ["x"] * 3}),
                           "validation": empty}).save_to_disk(str(data))  # fmt: skip
-    err = one_line_error(train(["--dataset_dir", str(data), "--output_dir", str(tmp_path / "o")]))
-    assert "validation" in err
+    err = one_line_error(["--dataset_dir", str(data), "--output_dir", str(tmp_path / "o")], capsys)
+    assert str(data) in err and "empty" in err
 
 
-def test_block_size_larger_than_context(prepared, tmp_path):
+def test_block_size_larger_than_context(prepared, tmp_path, capsys):
     args = run_args(prepared, tmp_path / "o", "--config_overrides", TINY_MODEL + ",max_position_embeddings=32")
-    err = one_line_error(train(args))
+    err = one_line_error(args, capsys)
     assert "--block_size 64" in err and "32" in err
 
 
-def test_tokenizer_larger_than_model_vocabulary(prepared, tmp_path):
-    err = one_line_error(train(run_args(prepared, tmp_path / "o", "--config_overrides", TINY_MODEL + ",vocab_size=100")))
+def test_tokenizer_larger_than_model_vocabulary(prepared, tmp_path, capsys):
+    err = one_line_error(run_args(prepared, tmp_path / "o", "--config_overrides", TINY_MODEL + ",vocab_size=100"), capsys)
     assert "512" in err and "vocab_size" in err
 
 
-def test_vocabulary_smaller_than_the_alphabet(prepared, tmp_path):
+def test_vocabulary_smaller_than_the_alphabet(prepared, tmp_path, capsys):
     data, _ = prepared
-    err = one_line_error(train(["--dataset_dir", str(data), "--vocab_size", "100", "--output_dir", str(tmp_path / "o")]))
+    err = one_line_error(["--dataset_dir", str(data), "--vocab_size", "100", "--output_dir", str(tmp_path / "o")], capsys)
     assert "vocab_size" in err
 
 
-def test_fp16_on_cpu_warns_and_trains_in_float32():
-    from transformers import TrainingArguments
-
-    from training.run import check_precision
-
-    args = TrainingArguments(output_dir="unused", fp16=True, report_to=[])
+@pytest.mark.parametrize("flag", ["fp16", "bf16"])
+def test_mixed_precision_on_cpu_warns_and_trains_in_float32(flag):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.warns(UserWarning, match="--fp16 needs a GPU"):
-        check_precision(args)
-    assert args.fp16 is False
+    with pytest.warns(UserWarning, match=f"--{flag} needs a GPU"):
+        *_, training_args, _ = parse_arguments([str(DEFAULT_RECIPE), f"--{flag}", "true"])
+    assert getattr(training_args, flag) is False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,14 +194,45 @@ def parse_arguments(
         raise ArgumentsError(f"recipe {recipe_path} has unknown keys {unknown}: see `python train_clm.py --help`")
     merged = {**(TRAINING_DEFAULTS if defaults is None else defaults), **recipe}
     merged = {k: v for k, v in merged.items() if k in known}
+    words = without_unsupported_precision(dict_to_argv(merged) + argv)
     parser = HfArgumentParser(types)
-    parsed = parser.parse_args_into_dataclasses(
-        args=dict_to_argv(merged) + argv, return_remaining_strings=True, look_for_args_file=False
-    )
+    parsed = parser.parse_args_into_dataclasses(args=words, return_remaining_strings=True, look_for_args_file=False)
     *instances, remaining = parsed
     if remaining:
         raise ArgumentsError(f"unknown arguments {remaining}: see `python train_clm.py --help`")
     return (*instances, recipe_path)
+
+
+def _flag_value(words: list[str], flag: str) -> bool:
+    """The value the last `--flag [value]` in `words` gives a boolean argument (argparse's reading)."""
+    value = False
+    for i, word in enumerate(words):
+        if word == f"--{flag}":
+            nxt = words[i + 1] if i + 1 < len(words) else None
+            value = True if nxt is None or nxt.startswith("--") else nxt.lower() in {"true", "1", "yes", "y"}
+    return value
+
+
+def without_unsupported_precision(words: list[str]) -> list[str]:
+    """`words` with fp16/bf16 switched off, with a one-line warning, when no GPU can run them.
+
+    Trainer silently trains in float32 when --fp16 is given on a CPU, and refuses --bf16 there with an
+    error that names neither the flag's origin nor a fix (DESIGN.md). Turning them off here, loudly, lets
+    one recipe serve a laptop check and the GPU run it was written for.
+    """
+    import torch
+
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        return words
+    for flag in ("fp16", "bf16"):
+        if _flag_value(words, flag):
+            warnings.warn(
+                f"--{flag} needs a GPU and this machine has none: training in float32 instead "
+                f"(drop --{flag}, or run on a GPU with an accelerate config)",
+                stacklevel=3,
+            )
+            words = words + [f"--{flag}", "false"]
+    return words
 
 
 def parse_config_overrides(text: str | None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import transformers
 from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
-from corpora import CorpusArguments, load_corpus, prepare_corpus
+from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
 from corpora.blocks import prepare_blocks
 from tokenizer_training import train_tokenizer
 
@@ -42,25 +41,6 @@ def setup_logging(training_args: TrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(logging.WARNING)
 
 
-def check_precision(training_args: TrainingArguments) -> None:
-    """Mixed precision only where it exists: fp16/bf16 asked for on a CPU is turned off with a clear warning.
-
-    Trainer accepts `--fp16` on a CPU and silently trains in float32 (DESIGN.md); bf16 on these CPUs is ~23x
-    slower. Both are told once, in one line, and switched off so the run does what it says.
-    """
-    if torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return
-    for flag in ("fp16", "bf16"):
-        if getattr(training_args, flag):
-            warnings.warn(
-                f"--{flag} needs a GPU and this machine has none: training in float32 instead "
-                f"(drop --{flag} or use an accelerate config for a GPU)",
-                stacklevel=2,
-            )
-            logger.warning("--%s ignored: no GPU, training in float32", flag)
-            setattr(training_args, flag, False)
-
-
 def load_text(data_args: DataArguments, training_args: TrainingArguments) -> datasets.DatasetDict:
     """The train/validation text: a prepared folder, or a corpus prepared once into output_dir/corpus."""
     if data_args.dataset_dir:
@@ -69,7 +49,16 @@ def load_text(data_args: DataArguments, training_args: TrainingArguments) -> dat
             raise ArgumentsError(
                 f"--dataset_dir {path} does not exist: prepare it with `python -m corpora ... --output_dir {path}`"
             )
-        dataset = load_corpus(path)
+        try:
+            dataset = load_corpus(path)
+        except (IndexError, OSError, ValueError) as e:
+            if isinstance(e, CorpusError):
+                raise
+            # datasets saves an empty split as zero shards and then cannot load it back (IndexError).
+            raise ArgumentsError(
+                f"--dataset_dir {path} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}):"
+                " a split is probably empty; rebuild it with `python -m corpora`"
+            ) from None
     elif data_args.source:
         corpus_dir = Path(training_args.output_dir) / "corpus"
         with training_args.main_process_first(desc="preparing the corpus"):
@@ -128,7 +117,10 @@ def load_or_train_tokenizer(data_args: DataArguments, dataset, training_args: Tr
 def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: TrainingArguments):
     """Tokenized, grouped blocks of --block_size, computed once on the main process and cached by datasets."""
     with training_args.main_process_first(desc="tokenizing and grouping"):
-        blocks = prepare_blocks(dataset, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+        blocks, stats = prepare_blocks(dataset, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+    for split, info in stats.items():
+        logger.info("%s: %d documents, %d bytes -> %d tokens -> %d blocks of %d", split, info.documents,
+                    info.bytes, info.tokens, info.blocks, data_args.block_size)
     if data_args.max_train_blocks:
         blocks["train"] = blocks["train"].select(range(min(data_args.max_train_blocks, len(blocks["train"]))))
     return blocks
