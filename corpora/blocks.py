@@ -106,7 +106,8 @@ def tokenize_dataset(
     eos_id = tokenizer.eos_token_id if add_eos else None
     # The tokenizer's own serialization (not a pickle of the Python wrapper, whose state changes after use)
     # decides the cache key, with split_special_tokens because it changes the ids.
-    tokenizer_key = Hasher.hash([tokenizer.backend_tokenizer.to_str(), tokenizer.backend_tokenizer.encode_special_tokens])
+    backend = tokenizer.backend_tokenizer
+    tokenizer_key = Hasher.hash([backend.to_str(), backend.encode_special_tokens])
     out = {}
     for name, split in dd.items():
         if text_column not in split.column_names:

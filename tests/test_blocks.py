@@ -33,7 +33,8 @@ def on_disk(tmp_path):
 
     def make(splits: dict[str, list[str]]) -> str:
         path = str(tmp_path / "dd")
-        DatasetDict({k: Dataset.from_dict({"text": v, "source": ["t"] * len(v)}) for k, v in splits.items()}).save_to_disk(path)
+        dd = DatasetDict({k: Dataset.from_dict({"text": v, "source": ["t"] * len(v)}) for k, v in splits.items()})
+        dd.save_to_disk(path)
         return path
 
     return make
@@ -53,7 +54,8 @@ def _real_tokens(split) -> list[int]:
 
 
 def test_tokenize_appends_eos_after_every_document_and_drops_other_columns(char_tok):
-    tokenized = tokenize_dataset(DatasetDict(train=Dataset.from_dict({"text": DOCS, "source": ["x"] * len(DOCS)})), char_tok)
+    dd = DatasetDict(train=Dataset.from_dict({"text": DOCS, "source": ["x"] * len(DOCS)}))
+    tokenized = tokenize_dataset(dd, char_tok)
     split = tokenized["train"]
     assert split.column_names == ["input_ids", "num_bytes"]
     assert split["input_ids"][:] == _expected_ids(char_tok, DOCS)
