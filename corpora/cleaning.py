@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
-# Format characters that are noise in scraped prose (BOM, soft hyphen, zero-width space, word joiner).
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u00ad\u200b\u2060"), None)
 _SPACES = re.compile(r"[^\S\n]+")
+# Control characters (Unicode category Cc is exactly these ranges) except the newline, and the format
+# characters that are noise in scraped prose: BOM, soft hyphen, zero-width space, word joiner.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\u00ad\u200b\u2060]")
 
 
 def clean_text(text: str) -> str:
     """NFC, control and invisible characters removed, runs of spaces (nbsp, tabs) made one space,
     each line stripped, blank lines dropped: one paragraph per line."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).translate(_INVISIBLE)
-    # Tabs become spaces before the control characters (category Cc) go; newlines separate paragraphs.
-    text = "".join(ch for ch in text.replace("\t", " ") if ch == "\n" or unicodedata.category(ch) != "Cc")
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    # Tabs (\x09) are whitespace and become spaces below; newlines separate paragraphs.
+    text = _CONTROL.sub("", text)
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 

@@ -2,7 +2,9 @@
 
 Every failure a user can fix (a missing file, a dead URL, a hostile archive, an existing output folder)
 is raised as `CorpusError` with a one-line message that names the input and says what to do;
-`python -m corpora ...` prints that line to stderr and exits with status 2.
+`python -m corpora ...` prints that line to stderr and exits with status 2:
+
+    python -m corpora --source text no/such/folder --output_dir data/x   # error: no/such/folder does not exist; ...
 """
 
 

@@ -112,7 +112,7 @@ def extract_libru_html(html: str) -> list[str]:
 
     Keeps the text between `<!--Section Begins-->` and `<!--Section Ends-->` (a missing marker means the
     start or the end of the page; with neither, the whole body), drops site chrome (forms, scripts,
-    counters, navigation tables, the <center> header and footer), footnote marks (`<sup>N</sup>`) and the
+    counters, and the <center>/<table> blocks of header, footer and navigation), footnote marks (`<sup>N</sup>`) and the
     `<u>N</u>` number that opens each footnote, decodes every entity (lxml also reads `&#103&#97`
     without semicolons) and turns &nbsp; into spaces. Each <dd>, <p>, <div>, heading or <br> ends a
     paragraph; one string per paragraph, empty ones dropped.
@@ -120,12 +120,13 @@ def extract_libru_html(html: str) -> list[str]:
     soup = BeautifulSoup(_work_slice(html), "lxml")
     for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
         comment.extract()
+    # The site's header, footer, description and navigation blocks are <center>s and <table>s holding
+    # links, forms or scripts; the work itself uses <center> only for headings and verse, without links.
+    for tag in soup.find_all(["table", "center"]):
+        if not tag.decomposed and tag.find(["a", "form", "select", "input", "script", "iframe"]) is not None:
+            tag.decompose()
     for tag in soup.find_all(_CHROME_TAGS):
         tag.decompose()
-    # Site navigation and description tables hold links; the page header and footer sit in <center>.
-    for tag in soup.find_all(["table", "center"]):
-        if not tag.decomposed and (tag.name == "center" or tag.find("a") is not None):
-            tag.decompose()
     for tag in soup.find_all(["sup", "u"]):
         if tag.decomposed:
             continue
