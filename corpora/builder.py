@@ -267,8 +267,12 @@ def prepare_corpus(args: CorpusArguments) -> Path:
     output_dir = Path(args.output_dir).absolute()
     _check_output_dir(output_dir, args.overwrite)
     corpus, manifest = build_corpus_with_manifest(args)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
+    try:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
+    except OSError as error:
+        raise CorpusError(f"cannot write beside {output_dir} ({error.strerror}); "
+                          "choose an --output_dir in a writable folder") from error
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the finished folder should look like any other
@@ -287,8 +291,11 @@ def prepare_corpus(args: CorpusArguments) -> Path:
                 os.replace(backup, output_dir)
                 backup = None
             raise
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise CorpusError(f"cannot write {output_dir} ({error.strerror or error}); "
+                              "check the permissions and free space of its folder") from error
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)

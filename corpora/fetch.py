@@ -1,6 +1,6 @@
 """A polite, cached HTTP(S) downloader for az.lib.ru pages and Leipzig archives.
 
-    python -c "from corpora import fetch; r = fetch('http://az.lib.ru/t/tolstoj_lew_nikolaewich/text_0040.shtml'); print(r.content_type, len(r.content))"
+    python -c "from corpora import fetch; print(fetch('http://az.lib.ru/t/tolstoj_lew_nikolaewich/text_0040.shtml'))"
 
 `fetch(url)` returns a `FetchResult`: the body lives in a file of the on-disk cache (`result.path`,
 `result.content` reads it), with the response's Content-Type kept beside it, so a second run makes no

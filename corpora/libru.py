@@ -159,9 +159,9 @@ _MARK_AFTER_PUNCT = re.compile(r'(?<=[.,!?;:"»…)\]])(\s*)(\d{1,3})(?=\s*$|\s+
 # A marker after a word ("sortie 4 - отвечал"), accepted only after a French word (see _is_latin_word)
 # and before a dash, a parenthesis or a Cyrillic word.
 _MARK_AFTER_WORD = re.compile(r"(?<=\S)(\s+)(\d{1,3})(?=\s*$|\s+(?:-|\(|[А-Яа-яЁё]))")
-# Headings restart footnote numbering (ЧАСТЬ ВТОРАЯ, ТОМ ВТОРОЙ, СНОСКИ); Roman chapter numbers do not.
 # A marker glued to a French word ("mon chevalier33"), where lib.ru lost the closing quote before it.
 _MARK_GLUED = re.compile(r"(?<=[A-Za-z])()(\d{1,3})(?=\s|$)")
+# Headings restart footnote numbering (ЧАСТЬ ВТОРАЯ, ТОМ ВТОРОЙ, СНОСКИ); Roman chapter numbers do not.
 _HEADING = re.compile(r"^[^a-zа-яё]*[А-ЯЁ]{3,}[^a-zа-яё]*$")
 _LATIN = re.compile(r"[A-Za-z]")
 
@@ -177,9 +177,9 @@ def remove_footnote_markers(paragraphs: list[str]) -> list[str]:
 
     The numbers are plain digits in the running text, so a digit is only taken for a marker when it is
     the next number of the sequence (1, 2, 3... restarting at each part heading; after punctuation one
-    lost marker is tolerated, which on War and Peace finds as many as any wider gap) *and* it stands where markers stand: after punctuation, or after a French word
-    and before Russian text or a dash. Dates, sums and counts ("в 10 часов", "entre 7 et 10 heures")
-    fail one test or the other and stay.
+    lost marker is tolerated, which on War and Peace finds as many as any wider gap) *and* it stands
+    where markers stand: after punctuation, or after a French word and before Russian text or a dash.
+    Dates, sums and counts ("в 10 часов", "entre 7 et 10 heures") fail one test or the other and stay.
     """
     expected = 1
     result = []
@@ -209,7 +209,8 @@ def remove_footnote_markers(paragraphs: list[str]) -> list[str]:
                 expected = number + 1
         for start, end in reversed(cuts):
             # Keep one space where the marker separated two words ("peur, 2 садитесь" -> "peur, садитесь").
-            glue = " " if start > 0 and end < len(paragraph) and not paragraph[end].isspace() and paragraph[start - 1] != " " else ""
+            joins_words = 0 < start and end < len(paragraph) and not paragraph[end].isspace()
+            glue = " " if joins_words and paragraph[start - 1] != " " else ""
             paragraph = paragraph[:start] + glue + paragraph[end:]
         result.append(" ".join(paragraph.split()))
     return [p for p in result if p]
@@ -219,8 +220,9 @@ def split_libru_txt(text: str) -> list[str]:
     """Paragraphs of a lib.ru hard-wrapped text, footnote markers removed.
 
     An indented line (lib.ru indents by 3 spaces) or a blank line starts a new paragraph; other lines
-    continue the current one, except an upper-case heading line, which is a paragraph of its own. A line at column 0 that starts with a dash opens a new paragraph only after
-    a line that ended a sentence: lib.ru's wrapping also puts mid-sentence dashes ("- сказал он") there.
+    continue the current one, except an upper-case heading line, which is a paragraph of its own. A line
+    at column 0 that starts with a dash opens a new paragraph only after a line that ended a sentence:
+    lib.ru's wrapping also puts mid-sentence dashes ("- сказал он") there.
     Justification spaces inside lines are collapsed.
     """
     paragraphs: list[str] = []

@@ -48,6 +48,10 @@ def _check_manifest_matches(folder: Path) -> tuple[datasets.DatasetDict, dict]:
     return corpus, manifest
 
 
+def _all_texts(corpus) -> list[str]:
+    return sorted(list(corpus["train"]["text"]) + list(corpus["validation"]["text"]))
+
+
 def _leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if ".building-" in p.name or ".replaced-" in p.name]
 
@@ -85,7 +89,7 @@ def test_cli_text_end_to_end(tolstoy_txt, tmp_path):
     assert list(again["train"]["text"]) == list(corpus["train"]["text"])
     other = build_corpus(CorpusArguments(source="text", inputs=[str(tolstoy_txt)], output_dir="unused", seed=1))
     assert list(other["validation"]["text"]) != list(corpus["validation"]["text"])
-    assert sorted(list(other["train"]["text"]) + list(other["validation"]["text"])) == sorted(list(corpus["train"]["text"]) + list(corpus["validation"]["text"]))
+    assert _all_texts(other) == _all_texts(corpus)
 
 
 def test_cli_leipzig_end_to_end(leipzig_10k, tmp_path):
@@ -168,7 +172,7 @@ def test_hub_dataset_from_a_local_path(tmp_path):
     assert len(corpus["validation"]) == 4
     # a saved DatasetDict (our own output) also works as a hub-source path
     again = build_corpus(CorpusArguments(source="hub", inputs=[str(out)], output_dir="unused", validation_split=0.1))
-    assert sorted(list(again["train"]["text"]) + list(again["validation"]["text"])) == sorted(list(corpus["train"]["text"]) + list(corpus["validation"]["text"]))
+    assert _all_texts(again) == _all_texts(corpus)
     with pytest.raises(CorpusError, match=r"has no column 'text' \(columns: body, id\); pass --text_column"):
         build_corpus(CorpusArguments(source="hub", inputs=[str(data)], output_dir="unused"))
     with pytest.raises(CorpusError, match="cannot load the dataset no-such-user/no-such-dataset"):
