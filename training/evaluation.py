@@ -18,15 +18,10 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import torch
+from tokenizers import pre_tokenizers
 from transformers import EvalPrediction
 
 METRICS_DIR = Path(__file__).resolve().parents[1] / "metrics"
-
-
-def _byte_level_decoder() -> dict[str, int]:
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 def _is_byte_level(tokenizer) -> bool:
@@ -41,12 +36,13 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
     lengths = np.zeros(size, dtype=np.int64)
     special = set(tokenizer.all_special_ids)
     byte_level = _is_byte_level(tokenizer)
-    byte_map = _byte_level_decoder() if byte_level else None
+    # Byte-level BPE writes each raw byte as one of 256 printable stand-in characters.
+    alphabet = set(pre_tokenizers.ByteLevel.alphabet()) if byte_level else set()
     for token, idx in tokenizer.get_vocab().items():
         if idx >= size or idx in special:
             continue
-        if byte_level and all(ch in byte_map for ch in token):
-            lengths[idx] = len(token)  # one printable stand-in character per raw byte
+        if byte_level and all(ch in alphabet for ch in token):
+            lengths[idx] = len(token)
         else:
             # WordPiece-style continuation marks and SentencePiece's '▁' stand for nothing or one space.
             text = token.replace("▁", " ")
