@@ -38,7 +38,8 @@ def test_bits_per_byte_sums_batches_not_ratios(bpb):
 
 
 def test_perplexity_exact_and_accumulated(ppl):
-    assert ppl.compute(total_nats=[2.0, 4.0], num_tokens=[1, 2]) == {"perplexity": pytest.approx(math.exp(2.0)), "loss": 2.0}
+    expected = {"perplexity": pytest.approx(math.exp(2.0)), "loss": 2.0}
+    assert ppl.compute(total_nats=[2.0, 4.0], num_tokens=[1, 2]) == expected
     for nats, tokens in [(1.0, 1), (0.5, 2), (1.5, 0)]:  # an empty batch (no labels) contributes nothing
         ppl.add_batch(total_nats=[nats], num_tokens=[tokens])
     out = ppl.compute()

@@ -83,7 +83,9 @@ class BitsPerByte(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_INPUTS,
-            features=datasets.Features({"total_nats": datasets.Value("float64"), "num_bytes": datasets.Value("float64")}),
+            features=datasets.Features(
+                {"total_nats": datasets.Value("float64"), "num_bytes": datasets.Value("float64")}
+            ),
         )
 
     def _compute(self, total_nats, num_bytes):
