@@ -59,10 +59,14 @@ class GenerateArguments:
                   "(or of this text, when no such file exists)."},
     )
     max_new_tokens: int = field(default=100, metadata={"help": "Tokens to generate after each prompt."})
-    greedy: bool = field(default=False, metadata={"help": "Greedy decoding (deterministic); ignores the sampling knobs."})
+    greedy: bool = field(
+        default=False, metadata={"help": "Greedy decoding (deterministic); ignores the sampling knobs."}
+    )
     temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (lower: safer, duller)."})
     top_k: int = field(default=50, metadata={"help": "Sample among the k most likely tokens (0: no limit)."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling: smallest set of tokens with this total probability."})
+    top_p: float = field(
+        default=0.95, metadata={"help": "Nucleus sampling: smallest set of tokens with this total probability."}
+    )
     repetition_penalty: float = field(
         default=1.0, metadata={"help": "Above 1.0 discourages repeats (1.2 helps small models that loop); 1.0: off."}
     )
@@ -102,7 +106,9 @@ def load_model(name_or_path: str, device: str | torch.device | None = None):
         if not path.is_dir():
             raise GenerateError(f"model folder {name_or_path} does not exist")
         if not (path / "config.json").is_file():
-            raise GenerateError(f"{name_or_path} has no config.json: give a folder written by train_clm.py or save_pretrained")
+            raise GenerateError(
+                f"{name_or_path} has no config.json: give a folder written by train_clm.py or save_pretrained"
+            )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True)
@@ -149,7 +155,9 @@ def sampling_kwargs(
 
 
 @torch.no_grad()
-def generate_texts(model, tokenizer, prompts: list[str], *, seed: int | None = None, stream: bool = False, **sampling) -> list[str]:
+def generate_texts(
+    model, tokenizer, prompts: list[str], *, seed: int | None = None, stream: bool = False, **sampling
+) -> list[str]:
     """Continue each prompt; returns prompt + continuation texts, prompt by prompt, `num_return_sequences` each.
 
     `sampling` takes the keywords of `sampling_kwargs` (max_new_tokens, greedy, temperature, top_k, top_p,

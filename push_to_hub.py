@@ -83,18 +83,23 @@ class PushArguments:
 
     model_dir: str = field(metadata={"help": "The trained model folder (train_clm.py's --output_dir)."})
     repo_id: str = field(metadata={"help": "The Hub repository, owner/name (created if missing)."})
-    private: bool = field(default=False, metadata={"help": "Create the repository as private (an existing one keeps its visibility)."})
+    private: bool = field(
+        default=False, metadata={"help": "Create the repository as private (an existing one keeps its visibility)."}
+    )
     revision: str | None = field(
         default=None, metadata={"help": "Branch to commit to (created from main if new); default: main."}
     )
-    commit_message: str | None = field(default=None, metadata={"help": "Commit message; default: 'Upload <model_dir>'."})
+    commit_message: str | None = field(
+        default=None, metadata={"help": "Commit message; default: 'Upload <model_dir> with push_to_hub.py'."}
+    )
     dry_run: str | None = field(
         default=None,
         metadata={"help": "Upload nothing: write the export into this (new or empty) folder and check that it "
                   "loads with pipeline('text-generation', trust_remote_code=True) in a fresh offline process."},
     )
     language: list[str] | None = field(
-        default=None, metadata={"help": "ISO 639-1 language codes for the card (e.g. ru tt); default: detected from the data."}
+        default=None,
+        metadata={"help": "ISO 639-1 language codes for the card (e.g. ru tt); default: detected from the data."},
     )
     license: str = field(default=DEFAULT_LICENSE, metadata={"help": "License identifier for the card's metadata."})
 
@@ -107,7 +112,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def check_inputs(model_dir: str | Path, repo_id: str) -> Path:
-    """The model folder as a Path, after checking it has a config and safetensors weights and `repo_id` is owner/name."""
+    """`model_dir` as a Path, once it has a config and safetensors weights and `repo_id` is owner/name."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
@@ -302,7 +307,8 @@ def build_model_card(
         model_name=repo_id if eval_results else None,
         eval_results=eval_results or None,
     )
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model))
+    body = _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
 def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model) -> str:
@@ -318,6 +324,8 @@ def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, language
     )
     lang_text = " and ".join(LANGUAGE_NAMES.get(c, c).capitalize() for c in languages) or "text"
     origin = f"fine-tuned from `{base_model}`" if base_model else "trained from scratch"
+    if run_args is None:
+        origin = "made"  # no run_args.json: not a train_clm.py folder, so say nothing about how
     local_base = ((run_args or {}).get("ModelArguments") or {}).get("model_name_or_path")
     if local_base and not base_model:
         origin = f"fine-tuned from the local checkpoint `{local_base}`"
@@ -326,8 +334,8 @@ def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, language
     lines = [
         f"# {repo_id.split('/')[-1]}",
         "",
-        f"A {_format_count(_count_parameters(model_dir))}-parameter `{model_type}` causal language model for {lang_text} "
-        f"({shape}), {origin} with the RoPE-GPT project.",
+        f"A {_format_count(_count_parameters(model_dir))}-parameter `{model_type}` causal language model for "
+        f"{lang_text} ({shape}), {origin} with the RoPE-GPT project.",
         "",
         "## Use it",
         "",
@@ -335,7 +343,8 @@ def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, language
         "from transformers import pipeline",
         "",
         f'generator = pipeline("text-generation", model="{repo_id}", trust_remote_code=True)',
-        f'print(generator({json.dumps(prompt, ensure_ascii=False)}, max_new_tokens=60, do_sample=True, top_k=50, top_p=0.95)[0]["generated_text"])',
+        f"out = generator({json.dumps(prompt, ensure_ascii=False)}, max_new_tokens=60, do_sample=True, top_p=0.95)",
+        'print(out[0]["generated_text"])',
         "```",
         "",
         "`trust_remote_code=True` runs the model code shipped in this repository"
@@ -345,11 +354,13 @@ def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, language
         "## Evaluation",
         "",
     ]
-    rows = [(k, metrics[k]) for k in ("eval_perplexity", "eval_bits_per_byte", "eval_loss", "global_step", "world_size") if k in metrics]
+    keys = ("eval_perplexity", "eval_bits_per_byte", "eval_loss", "global_step", "world_size")
+    rows = [(k, metrics[k]) for k in keys if k in metrics]
     if rows:
         lines += ["On the validation split:", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows]
-        lines += ["", "Bits per byte = summed NLL (nats) / ln 2 / UTF-8 bytes of the text: comparable across tokenizers."]
+        lines += ["", "Bits per byte = summed NLL (nats) / ln 2 / UTF-8 bytes of the text: comparable across "
+                  "tokenizers, unlike perplexity."]
     else:
         lines += ["No metrics.json was found in the training folder."]
     lines += ["", "## Training recipe", ""]
@@ -361,7 +372,8 @@ def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, language
     lines += _manifest_lines(manifest) if manifest else ["No corpus manifest was found."]
     step, samples = _last_samples(model_dir)
     if samples:
-        lines += ["", "## Samples", "", f"Sampled at step {step} (temperature and prompts as in the recipe):", "", "```text", *samples, "```"]
+        lines += ["", "## Samples", "", f"Sampled at step {step} (temperature and prompts as in the recipe):", ""]
+        lines += ["```text", *samples, "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -369,10 +381,13 @@ def _recipe_lines(run_args: dict) -> list[str]:
     """The arguments that define the run, as a Markdown list; all of them are in training_args.json."""
     picks = {
         "ModelArguments": ("model_type", "preset", "config_overrides", "model_name_or_path", "attn_implementation"),
-        "DataArguments": ("source", "inputs", "dataset_dir", "tokenizer_kind", "vocab_size", "block_size", "validation_split"),
+        "DataArguments": (
+            "source", "inputs", "dataset_dir", "tokenizer_kind", "vocab_size", "block_size", "validation_split",
+        ),
         "TrainingArguments": (
             "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "bf16", "fp16", "seed",
+            "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "bf16", "fp16",
+            "seed",
         ),
     }
     lines = []
@@ -410,7 +425,12 @@ def _manifest_lines(manifest: dict) -> list[str]:
 
 
 def write_model_card(
-    model_dir: str | Path, repo_id: str, path: str | Path, *, languages: list[str] | None = None, license: str = DEFAULT_LICENSE
+    model_dir: str | Path,
+    repo_id: str,
+    path: str | Path,
+    *,
+    languages: list[str] | None = None,
+    license: str = DEFAULT_LICENSE,
 ) -> Path:
     """Write `build_model_card(...)` to `path` (usually EXPORT_DIR/README.md); returns the path."""
     path = Path(path)
@@ -430,7 +450,12 @@ def _place(src: Path, dst: Path) -> None:
 
 
 def export_model(
-    model_dir: str | Path, export_dir: str | Path, repo_id: str, *, languages: list[str] | None = None, license: str = DEFAULT_LICENSE
+    model_dir: str | Path,
+    export_dir: str | Path,
+    repo_id: str,
+    *,
+    languages: list[str] | None = None,
+    license: str = DEFAULT_LICENSE,
 ) -> Path:
     """Write into `export_dir` (new or empty) exactly the files to upload for `model_dir`; returns it.
 
@@ -506,6 +531,15 @@ def resolve_token(token: str | None = None) -> str:
     return token
 
 
+def _after_failure(status: int | None) -> str:
+    """What a failed upload means for the user: a Hub commit is atomic, so nothing is half-uploaded."""
+    if status in (401, 403):
+        return "nothing was committed; check that your token has write access to this repository"
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return "nothing was committed (see the Hub's message above)"
+    return "nothing was committed, so running the same command again is safe"
+
+
 def push_model(
     model_dir: str | Path,
     repo_id: str,
@@ -543,16 +577,14 @@ def push_model(
                 commit_message=commit_message or f"Upload {model_dir.name} with push_to_hub.py",
             )
         except HfHubHTTPError as e:
-            status = getattr(e.response, "status_code", None) if getattr(e, "response", None) is not None else None
+            response = getattr(e, "response", None)
+            status = getattr(response, "status_code", None)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UploadError(
-                f"upload to {repo_id} failed (HTTP {status}: {first}); nothing was committed, so running the same "
-                "command again is safe"
-            ) from e
+            raise UploadError(f"upload to {repo_id} failed (HTTP {status}: {first}); {_after_failure(status)}") from e
         except (HTTPError, OSError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise UploadError(
-                f"upload to {repo_id} failed ({type(e).__name__}: {e}); nothing was committed, so running the same "
-                "command again is safe"
+                f"upload to {repo_id} failed ({type(e).__name__}: {first}); {_after_failure(None)}"
             ) from e
     url = str(repo_url).rstrip("/")
     return f"{url}/tree/{revision}" if revision else url
@@ -563,11 +595,16 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
     try:
         if args.dry_run:
-            export_dir = export_model(args.model_dir, args.dry_run, args.repo_id, languages=args.language, license=args.license)
+            export_dir = export_model(
+                args.model_dir, args.dry_run, args.repo_id, languages=args.language, license=args.license
+            )
             print(f"exported {len(list(export_dir.iterdir()))} files to {export_dir}: "
                   + ", ".join(sorted(p.name for p in export_dir.iterdir())))
             result = verify_export(export_dir, _verify_prompt(Path(args.model_dir)))
-            print(f"dry run OK: loaded {result['model_class']} in a fresh offline process; greedy sample: {result['text']!r}")
+            print(
+                f"dry run OK: loaded {result['model_class']} in a fresh offline process; "
+                f"greedy sample: {result['text']!r}"
+            )
             return 0
         url = push_model(
             args.model_dir, args.repo_id, private=args.private, revision=args.revision,

@@ -170,6 +170,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, ropegpt_dir, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: 5-13 s on 2 shared cores
 def test_cli_streams_prompt_and_continuation(ropegpt_dir, ropegpt, tmp_path):
     model, tokenizer = ropegpt
     (expected,) = generate_texts(model, tokenizer, [PROMPT], greedy=True, max_new_tokens=10)

@@ -53,7 +53,8 @@ def local_greedy(run_dir):
 
 def push(env, *args, cwd):
     return subprocess.run(
-        [sys.executable, str(ROOT / "push_to_hub.py"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
+        [sys.executable, str(ROOT / "push_to_hub.py"), *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=180,
     )
 
 
@@ -84,7 +85,8 @@ def test_export_is_the_allowlist_with_a_card(run_dir, tmp_path):
 def test_card_metadata_for_a_tatar_fine_tune(run_dir, tmp_path):
     run_args = json.loads((run_dir / "run_args.json").read_text())
     run_args["ModelArguments"]["model_name_or_path"] = "ai-forever/rugpt3small_based_on_gpt2"
-    run_args["DataArguments"] = {"source": "leipzig", "inputs": ["../shared/corpora/tatar/leipzig/tat_books_2024_10K.tar.gz"]}
+    archive = "../shared/corpora/tatar/leipzig/tat_books_2024_10K.tar.gz"
+    run_args["DataArguments"] = {"source": "leipzig", "inputs": [archive]}
     folder = tmp_path / "ft"
     folder.mkdir()
     for name in ("config.json", "model.safetensors", "metrics.json"):
@@ -153,7 +155,8 @@ def test_failed_commit_is_reported_and_a_retry_succeeds(hub_double, run_dir, tmp
 
 
 def test_missing_token_fails_before_any_request(hub_double, run_dir, tmp_path):  # noqa: F811
-    proc = push(hub_double.env(tmp_path / "hf_home", token=False), "--model_dir", str(run_dir), "--repo_id", REPO, cwd=tmp_path)
+    env = hub_double.env(tmp_path / "hf_home", token=False)
+    proc = push(env, "--model_dir", str(run_dir), "--repo_id", REPO, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "no Hugging Face token" in proc.stderr, proc.stderr
     assert not [r for r in hub_double.requests if r[0] == "POST"]
@@ -180,3 +183,10 @@ def test_dry_run_export_loads_in_a_fresh_offline_process(run_dir, tmp_path, caps
     model, tokenizer = load_model(str(run_dir), device="cpu")
     (expected,) = generate_texts(model, tokenizer, [PROMPT], greedy=True, max_new_tokens=8)  # verify_export's length
     assert ast.literal_eval(out.split("greedy sample: ", 1)[1].strip()) == expected
+
+
+def test_no_write_access_is_a_one_line_error(hub_double, run_dir, tmp_path):  # noqa: F811
+    proc = push(hub_double.env(tmp_path / "hf_home"), "--model_dir", str(run_dir), "--repo_id", "other/tiny", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "HTTP 403" in proc.stderr and "write access" in proc.stderr, proc.stderr
+    assert not [r for r in hub_double.requests if "/commit/" in r[1]]
