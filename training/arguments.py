@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -194,7 +195,7 @@ def parse_arguments(
         raise ArgumentsError(f"recipe {recipe_path} has unknown keys {unknown}: see `python train_clm.py --help`")
     merged = {**(TRAINING_DEFAULTS if defaults is None else defaults), **recipe}
     merged = {k: v for k, v in merged.items() if k in known}
-    words = without_unsupported_precision(dict_to_argv(merged) + argv)
+    words = adapt_to_cpu(dict_to_argv(merged) + argv)
     parser = HfArgumentParser(types)
     parsed = parser.parse_args_into_dataclasses(args=words, return_remaining_strings=True, look_for_args_file=False)
     *instances, remaining = parsed
@@ -213,17 +214,21 @@ def _flag_value(words: list[str], flag: str) -> bool:
     return value
 
 
-def without_unsupported_precision(words: list[str]) -> list[str]:
-    """`words` with fp16/bf16 switched off, with a one-line warning, when no GPU can run them.
+def adapt_to_cpu(words: list[str]) -> list[str]:
+    """`words` adjusted for a machine without a GPU: fp16/bf16 off (with a warning), CPU ranks joined.
 
     Trainer silently trains in float32 when --fp16 is given on a CPU, and refuses --bf16 there with an
     error that names neither the flag's origin nor a fix (DESIGN.md). Turning them off here, loudly, lets
-    one recipe serve a laptop check and the GPU run it was written for.
+    one recipe serve a laptop check and the GPU run it was written for. And under `accelerate launch` with
+    several CPU processes, Trainer only joins them into one gloo world when told `use_cpu`; without it each
+    process would silently train alone on all the data.
     """
     import torch
 
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         return words
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        words = words + ["--use_cpu", "true"]
     for flag in ("fp16", "bf16"):
         if _flag_value(words, flag):
             warnings.warn(
