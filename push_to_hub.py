@@ -476,12 +476,12 @@ def export_model(
         if src.is_file():
             _place(src, export_dir / src.name)
     manifest = find_manifest(model_dir, run_args)
-    if manifest:
-        shutil.copy2(manifest, export_dir / "corpus_manifest.json")
-    if run_args is not None:
-        (export_dir / "training_args.json").write_text(
-            json.dumps(redact(run_args), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+    # Both hold arguments as given (a Hub dataset's token may be among them): redacted like the recipe.
+    manifest_data = _read_json(manifest) if manifest else None
+    for data, name in ((manifest_data, "corpus_manifest.json"), (run_args, "training_args.json")):
+        if data is not None:
+            text = json.dumps(redact(data), indent=2, ensure_ascii=False) + "\n"
+            (export_dir / name).write_text(text, encoding="utf-8")
     write_model_card(model_dir, repo_id, export_dir / "README.md", languages=languages, license=license)
     return export_dir
 
@@ -489,32 +489,44 @@ def export_model(
 _VERIFY_CODE = """
 import json, sys
 from transformers import pipeline
-generator = pipeline("text-generation", model=sys.argv[1], trust_remote_code=True)
-out = generator(sys.argv[2], max_new_tokens=int(sys.argv[3]), do_sample=False)
+export_dir, prompt, max_new_tokens, project = sys.argv[1:5]
+generator = pipeline("text-generation", model=export_dir, trust_remote_code=True)
+out = generator(prompt, max_new_tokens=int(max_new_tokens), do_sample=False)
+def ours(name, module):  # this project's own code, not its virtual environment or the remote-code cache
+    path = getattr(module, "__file__", None) or ""
+    return (path.startswith(project) and not path.startswith((sys.prefix, sys.base_prefix))
+            and not name.startswith("transformers_modules"))
+from_project = sorted(name for name, module in list(sys.modules.items()) if ours(name, module))
 print(json.dumps({"model_class": type(generator.model).__module__ + "." + type(generator.model).__name__,
-                  "text": out[0]["generated_text"]}, ensure_ascii=False))
+                  "text": out[0]["generated_text"], "from_project": from_project}, ensure_ascii=False))
 """
+PROJECT_ROOT = Path(__file__).resolve().parent
 
 
 def verify_export(export_dir: str | Path, prompt: str, max_new_tokens: int = 8, timeout: float = 300) -> dict:
     """Load `export_dir` with `pipeline("text-generation", trust_remote_code=True)` in a fresh offline process
-    and continue `prompt` greedily; returns {"model_class", "text"} or raises PushError with the child's last line.
+    and continue `prompt` greedily; returns {"model_class", "text", "from_project"}, or raises PushError.
 
     The child runs in a temporary working directory without PYTHONPATH, so this project (whose `modeling`
-    package registers the same model) is not importable there: only the exported remote code can serve.
+    package registers the same model) is not importable there and only the exported remote code can serve;
+    the child lists any module it did load from this project, and any at all is an error.
     """
     export_dir = Path(export_dir).resolve()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     with tempfile.TemporaryDirectory(prefix="ropegpt-verify-") as cwd:
         proc = subprocess.run(
-            [sys.executable, "-c", _VERIFY_CODE, str(export_dir), prompt, str(max_new_tokens)],
+            [sys.executable, "-c", _VERIFY_CODE, str(export_dir), prompt, str(max_new_tokens), str(PROJECT_ROOT) + os.sep],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-        )
+        )  # fmt: skip
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise PushError(f"the export in {export_dir} does not load in a fresh process: {tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["from_project"]:
+        names = ", ".join(result["from_project"][:5])
+        raise PushError(f"the load check imported this project's own modules ({names}), so it proves nothing")
+    return result
 
 
 def _verify_prompt(model_dir: Path) -> str:
