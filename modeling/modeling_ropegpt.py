@@ -53,6 +53,7 @@ class RopeGPTRotaryEmbedding(nn.Module):
         # Non-persistent: it is derived from the config, so `_init_weights` recomputes it after meta-device loading
         # (transformers 5 refills non-persistent buffers with garbage when it builds the model on the meta device).
         self.inv_freq = nn.Buffer(self.compute_inv_freq(config), persistent=False)
+        self.config = config
 
     @staticmethod
     def compute_inv_freq(config: RopeGPTConfig) -> torch.Tensor:
@@ -62,7 +63,10 @@ class RopeGPTRotaryEmbedding(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, hs/2)
+        inv_freq = self.inv_freq
+        if inv_freq.dtype != torch.float32:  # `model.to(torch.bfloat16)` rounded it: rebuild it exactly
+            inv_freq = self.compute_inv_freq(self.config).to(inv_freq.device)
+        freqs = position_ids[..., None].float() * inv_freq  # (B, T, hs/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, hs)
         return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 

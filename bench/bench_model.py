@@ -1,0 +1,190 @@
+"""RopeGPT beside transformers' LlamaForCausalLM of the same width, depth, heads, FFN width and vocabulary, measured
+in the same run: training tokens/s and peak memory at block 256, and generation tokens/s for 256 new tokens with and
+without the KV cache. Both use SDPA; float32 on CPU, bf16 (autocast for training) when CUDA is available.
+
+    .venv/bin/python bench/bench_model.py                   # tiny preset, about 2-3 minutes on 2 CPU cores
+    .venv/bin/python bench/bench_model.py --preset small --batch 4
+
+Rows: `ropegpt` is the preset as configured (LayerNorm, GELU MLP, biases, tied embeddings); `ropegpt-llama-arch`
+is RopeGPT switched to Llama's architecture (RMSNorm, SwiGLU, no biases), so that its ratio compares the two
+implementations of the same computation. Llama is tied like the preset. Repetitions alternate between the models
+after a warm-up, and each figure is the best repetition (on a shared machine other processes only ever add time,
+so the fastest repetition is the least disturbed estimate). CPU peak memory is the growth of resident memory over the process's
+footprint after imports (VmHWM - VmRSS, Linux), measured in a fresh subprocess per model (within one process the
+first model's peak would hide the second's); on CUDA it is torch.cuda.max_memory_allocated.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
+
+LLAMA_ARCH = dict(norm_type="rmsnorm", mlp_type="swiglu", bias=False)
+
+
+def build(name: str, preset: str, seed: int = 0) -> torch.nn.Module:
+    """The named model ('ropegpt', 'ropegpt-llama-arch' or 'llama') at the preset's shape, SDPA attention."""
+    torch.manual_seed(seed)
+    config = RopeGPTConfig.from_preset(preset, **(LLAMA_ARCH if name == "ropegpt-llama-arch" else {}))
+    if name.startswith("ropegpt"):
+        return RopeGPTForCausalLM._from_config(config, attn_implementation="sdpa")
+    llama = LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
+        max_position_embeddings=config.max_position_embeddings, tie_word_embeddings=config.tie_word_embeddings,
+        pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+    )
+    return LlamaForCausalLM._from_config(llama, attn_implementation="sdpa")
+
+
+def train_steps(model, optimizer, ids, steps: int) -> float:
+    """Run `steps` optimizer steps on `ids`; return the seconds they took."""
+    autocast = torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=ids.device.type == "cuda")
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        with autocast:
+            loss = model(ids, labels=ids, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    sync()
+    return time.perf_counter() - start
+
+
+def generate_seconds(model, prompt, new_tokens: int, use_cache: bool) -> float:
+    sync()
+    start = time.perf_counter()
+    out = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, use_cache=use_cache)
+    sync()
+    assert out.shape[1] == prompt.shape[1] + new_tokens
+    return time.perf_counter() - start
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(name: str, args) -> float:
+    """Peak training memory of one model: CUDA allocator peak, or resident-memory growth in a fresh subprocess on CPU."""
+    if torch.cuda.is_available():
+        model = build(name, args.preset).cuda().train()
+        ids = batch_of_ids(model, args)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        train_steps(model, torch.optim.AdamW(model.parameters(), lr=1e-4), ids, 2)
+        return torch.cuda.max_memory_allocated() / 2**20
+    command = [sys.executable, __file__, "--memory-child", name, "--preset", args.preset,
+               "--batch", str(args.batch), "--block", str(args.block)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)["peak_mb"]
+
+
+def memory_child(name: str, args) -> None:
+    """Print the resident-memory peak (MiB) of building one model and training it for 2 steps, as JSON, counted
+    from the footprint after imports. Linux: the high-water mark is reset first (/proc/self/clear_refs), because
+    importing transformers can peak above what a tiny model's training ever reaches."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = proc_status_kib("VmRSS")
+    model = build(name, args.preset).train()
+    train_steps(model, torch.optim.AdamW(model.parameters(), lr=1e-4), batch_of_ids(model, args), 2)
+    print(json.dumps({"peak_mb": (proc_status_kib("VmHWM") - before) / 1024}))
+
+
+def proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def batch_of_ids(model, args) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, model.config.vocab_size, (args.batch, args.block), generator=generator)
+    return ids.to(model.device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--block", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=3, help="training steps per timed repetition")
+    parser.add_argument("--reps", type=int, default=5, help="alternating repetitions per measurement")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--prompt", type=int, default=16, help="prompt length for generation")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child, args)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    names = ["ropegpt", "ropegpt-llama-arch", "llama"]
+    models = {name: build(name, args.preset).to(device).train() for name in names}
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in models.items()}
+    ids = batch_of_ids(models["llama"], args)
+    tokens = args.batch * args.block
+    print(f"preset {args.preset}, batch {args.batch} x block {args.block}, {torch.get_num_threads()} threads, "
+          f"{device.type}, {'bf16 autocast' if device.type == 'cuda' else 'float32'}, "
+          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
+
+    train = {name: [] for name in names}
+    for name in names:  # warm-up: allocator, kernels, optimizer state
+        train_steps(models[name], optimizers[name], ids, 1)
+    for _ in range(args.reps):
+        for name in names:
+            train[name].append(tokens * args.steps / train_steps(models[name], optimizers[name], ids, args.steps))
+    train_tps = {name: max(v) for name, v in train.items()}
+
+    gen = {(name, cache): [] for name in names for cache in (True, False)}
+    prompt = ids[:1, : args.prompt]
+    for name, model in models.items():
+        model.eval()
+        model.generation_config.eos_token_id = None  # always generate exactly --new-tokens
+        if device.type == "cuda":
+            model.to(torch.bfloat16)
+        generate_seconds(model, prompt, 8, use_cache=True)
+    for _ in range(max(2, args.reps // 2)):
+        for name in names:
+            for cache in (True, False):
+                seconds = generate_seconds(models[name], prompt, args.new_tokens, cache)
+                gen[name, cache].append(args.new_tokens / seconds)
+    gen_tps = {key: max(v) for key, v in gen.items()}
+
+    peak = {name: peak_memory_mb(name, args) for name in names}
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+
+    print("\n| model | params | train tok/s | train ratio vs llama | peak train MiB | memory ratio vs llama "
+          "| gen tok/s cache | gen tok/s no cache | cache speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        speedup = gen_tps[name, True] / gen_tps[name, False]
+        print(f"| {name} | {params[name] / 1e6:.2f}M | {train_tps[name]:,.0f} | "
+              f"{train_tps[name] / train_tps['llama']:.2f} | {peak[name]:,.0f} | {peak[name] / peak['llama']:.2f} | "
+              f"{gen_tps[name, True]:,.0f} | {gen_tps[name, False]:,.0f} | {speedup:.1f}x |")
+
+    ratio = train_tps["ropegpt"] / train_tps["llama"]
+    memory = peak["ropegpt"] / peak["llama"]
+    speedup = gen_tps["ropegpt", True] / gen_tps["ropegpt", False]
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end (above the core count, timings are contended)")
+    print("\n| target (ropegpt preset row) | measured | met |")
+    print("|---|---|---|")
+    print(f"| training throughput >= Llama's | {ratio:.2f}x | {'yes' if ratio >= 1.0 else 'NO'} |")
+    print(f"| peak training memory <= Llama's | {memory:.2f}x | {'yes' if memory <= 1.0 else 'NO'} |")
+    print(f"| cache >= 3x faster than recomputation at {args.new_tokens} new tokens | {speedup:.1f}x | "
+          f"{'yes' if speedup >= 3.0 else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
