@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments,
 
 import modeling  # noqa: F401  (our ropegpt checkpoints load without trust_remote_code too)
 from corpora import CorpusError
+from push_to_hub import PushError, UploadError
 from training.arguments import (
     RECIPES_DIR,
     TRAINING_DEFAULTS,
@@ -36,9 +37,11 @@ from training.run import (
     build_trainer,
     describe_args,
     load_text,
+    push_at_end,
     make_blocks,
     setup_logging,
     summary_line,
+    take_over_hub_push,
     train_and_save,
 )
 
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             defaults=FINETUNE_DEFAULTS,
         )
         setup_logging(training_args)
+        hub_target = take_over_hub_push(training_args)
         set_seed(training_args.seed)
         tokenizer, model = load_pretrained(model_args.model_name_or_path)
         data_args.block_size = capped_block_size(data_args.block_size, model)
@@ -167,13 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         arguments = describe_args(model_args, data_args, run_args, ft_args, training_args)
         arguments["recipe"] = str(recipe) if recipe else None
         metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
+        url = push_at_end(trainer, hub_target)
         if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
             logger.info("merged model written to %s", save_merged(trainer.model, tokenizer, training_args.output_dir))
-    except (ArgumentsError, CorpusError, TrainingDivergedError) as e:
+    except (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError) as e:
         print(f"finetune.py: error: {e}", file=sys.stderr)
         return 2
     if trainer.is_world_process_zero():
         print(summary_line(metrics, training_args.output_dir))
+        if url:
+            print(f"pushed to {url}")
     return 0
 
 

@@ -17,6 +17,7 @@ import sys
 from transformers import set_seed
 
 from corpora import CorpusError
+from push_to_hub import PushError, UploadError
 from training.arguments import ArgumentsError, parse_arguments
 from training.models import build_config, build_model
 from training.run import (
@@ -25,9 +26,11 @@ from training.run import (
     describe_args,
     load_or_train_tokenizer,
     load_text,
+    push_at_end,
     make_blocks,
     setup_logging,
     summary_line,
+    take_over_hub_push,
     train_and_save,
 )
 
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model_args, data_args, run_args, training_args, recipe = parse_arguments(argv)
         setup_logging(training_args)
+        hub_target = take_over_hub_push(training_args)
         logger.info("recipe: %s", recipe or "(none: command line only)")
         set_seed(training_args.seed)
         dataset = load_text(data_args, training_args)
@@ -50,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         arguments = describe_args(model_args, data_args, run_args, training_args)
         arguments["recipe"] = str(recipe) if recipe else None
         metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
-    except (ArgumentsError, CorpusError, TrainingDivergedError) as e:
+        url = push_at_end(trainer, hub_target)
+    except (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError) as e:
         print(f"train_clm.py: error: {e}", file=sys.stderr)
         return 2
     if trainer.is_world_process_zero():
         print(summary_line(metrics, training_args.output_dir))
+        if url:
+            print(f"pushed to {url}")
     return 0
 
 

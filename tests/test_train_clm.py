@@ -318,3 +318,28 @@ def test_mixed_precision_on_cpu_warns_and_trains_in_float32(flag):
     with pytest.warns(UserWarning, match=f"--{flag} needs a GPU"):
         *_, training_args, _ = parse_arguments([str(DEFAULT_RECIPE), f"--{flag}", "true"])
     assert getattr(training_args, flag) is False
+
+
+# ---------------------------------------------------------------- --push_to_hub at the end of training
+
+from tests.hub_double import hub_double  # noqa: E402,F401  (the fixture)
+
+
+@pytest.mark.slow
+def test_push_to_hub_at_the_end_uploads_the_model_with_its_card(prepared, tmp_path, hub_double):
+    out = tmp_path / "run"
+    args = run_args(prepared, out, "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10",
+                    "--push_to_hub", "true", "--hub_model_id", "user/tolstoy-tiny")  # fmt: skip
+    result = train(args, env=hub_double.env(tmp_path / "hf_home"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pushed to" in result.stdout and "user/tolstoy-tiny" in result.stdout
+    files = hub_double.files("user/tolstoy-tiny")
+    assert {"model.safetensors", "config.json", "modeling_ropegpt.py", "README.md", "tokenizer.json"} <= set(files)
+    assert not [f for f in files if f.endswith((".bin", ".pt")) or f.startswith("checkpoint-")], files
+    card = hub_double.file("user/tolstoy-tiny", "README.md").decode()
+    assert "pipeline_tag: text-generation" in card and "trust_remote_code=True" in card
+
+
+def test_push_to_hub_needs_a_repository_name(prepared, tmp_path, capsys):
+    err = one_line_error(run_args(prepared, tmp_path / "o", "--push_to_hub", "true"), capsys)
+    assert "--hub_model_id" in err

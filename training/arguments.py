@@ -116,12 +116,15 @@ class DataArguments:
     max_train_blocks: int | None = field(
         default=None, metadata={"help": "Use only this many training blocks (quick experiments)."}
     )
+    max_eval_blocks: int | None = field(
+        default=None, metadata={"help": "Evaluate on only the first this many validation blocks (faster evaluations)."}
+    )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenization (datasets.map)."})
 
 
 @dataclass
 class RunArguments:
-    """What the run does besides optimising: samples, early stopping, the Hub."""
+    """What the run does besides optimising: samples and early stopping (the Hub: --push_to_hub, --hub_model_id)."""
 
     sample_prompts: list[str] = field(
         default_factory=lambda: ["Князь Андрей", "Наташа", "Война"],
@@ -132,7 +135,6 @@ class RunArguments:
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )
-    hub_private: bool = field(default=False, metadata={"help": "Make the Hub repository private (--push_to_hub)."})
 
 
 def _dataclass_fields(types) -> set[str]:

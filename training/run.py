@@ -121,8 +121,9 @@ def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: Tra
     for split, info in stats.items():
         logger.info("%s: %d documents, %d bytes -> %d tokens -> %d blocks of %d", split, info.documents,
                     info.bytes, info.tokens, info.blocks, data_args.block_size)
-    if data_args.max_train_blocks:
-        blocks["train"] = blocks["train"].select(range(min(data_args.max_train_blocks, len(blocks["train"]))))
+    for split, limit in (("train", data_args.max_train_blocks), ("validation", data_args.max_eval_blocks)):
+        if limit:
+            blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))
     return blocks
 
 
@@ -201,3 +202,32 @@ def summary_line(metrics: dict, output_dir: str) -> str:
         f"perplexity {metrics['eval_perplexity']:.2f}, bits per byte {metrics['eval_bits_per_byte']:.4f}; "
         f"model in {output_dir}"
     )
+
+
+def take_over_hub_push(training_args: TrainingArguments) -> dict | None:
+    """--push_to_hub is done once at the end by push_to_hub.py (model card, safetensors-only allowlist).
+
+    Trainer's own push would upload every checkpoint, pickles included, so it is switched off here and the
+    target returned for `push_at_end`. Call before building the Trainer.
+    """
+    if not training_args.push_to_hub:
+        return None
+    if not training_args.hub_model_id:
+        raise ArgumentsError("--push_to_hub needs --hub_model_id user/name (the repository to create or update)")
+    training_args.push_to_hub = False
+    return {
+        "repo_id": training_args.hub_model_id,
+        "private": bool(training_args.hub_private_repo),
+        "token": training_args.hub_token,
+    }
+
+
+def push_at_end(trainer: Trainer, target: dict | None) -> str | None:
+    """Upload the finished output folder with push_to_hub.push_model (main process only); returns the URL."""
+    if target is None or not trainer.is_world_process_zero():
+        return None
+    from push_to_hub import push_model
+
+    url = push_model(trainer.args.output_dir, **target)
+    logger.info("pushed to %s", url)
+    return url
