@@ -53,6 +53,13 @@ def test_recipe_then_command_line_override(tmp_path):
     assert training_args.output_dir == str(tmp_path)
 
 
+def test_bare_words_are_inputs_as_with_python_m_corpora():
+    _, data_args, *_ = parse_arguments(["--source", "text", "a.txt", "b/", "--max_steps", "3"])
+    assert data_args.inputs == ["a.txt", "b/"]
+    with pytest.raises(ArgumentsError, match="unknown arguments"):
+        parse_arguments(["--lerning_rate", "0.1"])
+
+
 def test_no_arguments_means_the_default_recipe():
     *_, training_args, recipe = parse_arguments([])
     assert recipe == DEFAULT_RECIPE and training_args.output_dir == "runs/tolstoy_tiny"

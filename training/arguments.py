@@ -201,7 +201,11 @@ def parse_arguments(
     parser = HfArgumentParser(types)
     parsed = parser.parse_args_into_dataclasses(args=words, return_remaining_strings=True, look_for_args_file=False)
     *instances, remaining = parsed
-    if remaining:
+    data_args = next((i for i in instances if isinstance(i, DataArguments)), None)
+    if remaining and data_args is not None and not any(w.startswith("-") for w in remaining):
+        # `--source text PATH...` as with `python -m corpora`: bare words are the inputs.
+        data_args.inputs = list(data_args.inputs) + remaining
+    elif remaining:
         raise ArgumentsError(f"unknown arguments {remaining}: see `python train_clm.py --help`")
     return (*instances, recipe_path)
 
