@@ -20,8 +20,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
 import modeling  # noqa: F401  (our ropegpt checkpoints load without trust_remote_code too)
-from corpora import CorpusError
-from push_to_hub import PushError, UploadError
 from training.arguments import (
     RECIPES_DIR,
     TRAINING_DEFAULTS,
@@ -33,14 +31,14 @@ from training.arguments import (
 )
 from training.models import model_context_length
 from training.run import (
-    TrainingDivergedError,
+    USER_ERRORS,
     build_trainer,
     describe_args,
     load_text,
-    push_at_end,
     make_blocks,
+    push_at_end,
+    report_end,
     setup_logging,
-    summary_line,
     take_over_hub_push,
     train_and_save,
 )
@@ -174,13 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         url = push_at_end(trainer, hub_target)
         if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
             logger.info("merged model written to %s", save_merged(trainer.model, tokenizer, training_args.output_dir))
-    except (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError) as e:
+    except USER_ERRORS as e:
         print(f"finetune.py: error: {e}", file=sys.stderr)
         return 2
-    if trainer.is_world_process_zero():
-        print(summary_line(metrics, training_args.output_dir))
-        if url:
-            print(f"pushed to {url}")
+    report_end(trainer, metrics, url)
     return 0
 
 

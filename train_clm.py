@@ -16,20 +16,18 @@ import sys
 
 from transformers import set_seed
 
-from corpora import CorpusError
-from push_to_hub import PushError, UploadError
-from training.arguments import ArgumentsError, parse_arguments
+from training.arguments import parse_arguments
 from training.models import build_config, build_model
 from training.run import (
-    TrainingDivergedError,
+    USER_ERRORS,
     build_trainer,
     describe_args,
     load_or_train_tokenizer,
     load_text,
-    push_at_end,
     make_blocks,
+    push_at_end,
+    report_end,
     setup_logging,
-    summary_line,
     take_over_hub_push,
     train_and_save,
 )
@@ -55,13 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         arguments["recipe"] = str(recipe) if recipe else None
         metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
         url = push_at_end(trainer, hub_target)
-    except (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError) as e:
+    except USER_ERRORS as e:
         print(f"train_clm.py: error: {e}", file=sys.stderr)
         return 2
-    if trainer.is_world_process_zero():
-        print(summary_line(metrics, training_args.output_dir))
-        if url:
-            print(f"pushed to {url}")
+    report_end(trainer, metrics, url)
     return 0
 
 

@@ -19,6 +19,7 @@ from transformers.integrations import TensorBoardCallback
 
 from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
 from corpora.blocks import prepare_blocks
+from push_to_hub import PushError, UploadError, push_model
 from tokenizer_training import train_tokenizer
 
 from .arguments import ArgumentsError, DataArguments, RunArguments
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
+
+
+# What a user can fix: printed as one line (no traceback) by the scripts, exit code 2.
+USER_ERRORS = (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError)
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -195,13 +200,17 @@ def describe_args(*instances) -> dict:
     return out
 
 
-def summary_line(metrics: dict, output_dir: str) -> str:
-    """The one line a run ends with: steps, validation loss, perplexity, bits per byte, where the model is."""
-    return (
+def report_end(trainer: Trainer, metrics: dict, url: str | None) -> None:
+    """The lines a run ends with (main process): steps, validation metrics, the model folder, the Hub URL."""
+    if not trainer.is_world_process_zero():
+        return
+    print(
         f"done: {metrics['global_step']} steps, validation loss {metrics['eval_loss']:.4f}, "
         f"perplexity {metrics['eval_perplexity']:.2f}, bits per byte {metrics['eval_bits_per_byte']:.4f}; "
-        f"model in {output_dir}"
+        f"model in {trainer.args.output_dir}"
     )
+    if url:
+        print(f"pushed to {url}")
 
 
 def take_over_hub_push(training_args: TrainingArguments) -> dict | None:
@@ -226,8 +235,6 @@ def push_at_end(trainer: Trainer, target: dict | None) -> str | None:
     """Upload the finished output folder with push_to_hub.push_model (main process only); returns the URL."""
     if target is None or not trainer.is_world_process_zero():
         return None
-    from push_to_hub import push_model
-
     url = push_model(trainer.args.output_dir, **target)
     logger.info("pushed to %s", url)
     return url
