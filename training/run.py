@@ -183,6 +183,9 @@ def train_and_save(trainer: CLMTrainer, resume_from_checkpoint: str | None, extr
     metrics.update(trainer.evaluate())
     metrics["world_size"] = args.world_size
     metrics["global_step"] = trainer.state.global_step
+    if trainer.is_fsdp_enabled:
+        # Under FSDP's sharded state dict (accelerate_configs/fsdp.yaml), save_model writes no weights at all.
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model()  # weights (safetensors), config with auto_map, model code, tokenizer
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
