@@ -38,7 +38,7 @@ from training.run import (
     make_blocks,
     push_at_end,
     report_end,
-    setup_logging,
+    setup_process,
     take_over_hub_push,
     train_and_save,
 )
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             default_recipe=RECIPES_DIR / "finetune_rugpt3_tolstoy.yaml",
             defaults=FINETUNE_DEFAULTS,
         )
-        setup_logging(training_args)
+        setup_process(training_args)
         hub_target = take_over_hub_push(training_args)
         set_seed(training_args.seed)
         tokenizer, model = load_pretrained(model_args.model_name_or_path)

@@ -27,7 +27,7 @@ from training.run import (
     make_blocks,
     push_at_end,
     report_end,
-    setup_logging,
+    setup_process,
     take_over_hub_push,
     train_and_save,
 )
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one training from a recipe and/or command-line arguments; returns the process exit code."""
     try:
         model_args, data_args, run_args, training_args, recipe = parse_arguments(argv)
-        setup_logging(training_args)
+        setup_process(training_args)
         hub_target = take_over_hub_push(training_args)
         logger.info("recipe: %s", recipe or "(none: command line only)")
         set_seed(training_args.seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
 from transformers.integrations import TensorBoardCallback
 
 from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
@@ -38,8 +38,14 @@ class TrainingDivergedError(RuntimeError):
 USER_ERRORS = (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError)
 
 
-def setup_logging(training_args: TrainingArguments) -> None:
-    """INFO on the main process, warnings elsewhere, through transformers' and datasets' own loggers."""
+def setup_process(training_args: TrainingArguments) -> None:
+    """Per-process setup: logging (INFO on the main process only) and CPU denormals flushed to zero.
+
+    Near convergence gradients underflow into denormal floats, which x86 CPUs handle in microcode: an LSTM
+    overfitting one batch measured 163 s with them and 0.6 s flushed. Flushing changes no result that matters
+    (values below 1e-38) and is a no-op on GPUs.
+    """
+    torch.set_flush_denormal(True)
     level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout)
     transformers.utils.logging.set_verbosity(level)
@@ -129,7 +135,7 @@ def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: Tra
     for split, limit in (("train", data_args.max_train_blocks), ("validation", data_args.max_eval_blocks)):
         if limit:
             blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))
-    return blocks
+    return blocks.with_format("torch")  # rows come out as tensors: no per-token Python lists in the loader
 
 
 class CLMTrainer(Trainer):
@@ -164,6 +170,9 @@ def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, ru
         train_dataset=blocks["train"],
         eval_dataset=blocks["validation"],
         processing_class=tokenizer,
+        # Blocks are already equal-length tensors with labels: stacking is all a batch needs (Trainer's
+        # default for a tokenizer would run its padding logic over every batch).
+        data_collator=default_data_collator,
         preprocess_logits_for_metrics=TokenNLL(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
