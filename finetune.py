@@ -33,6 +33,7 @@ from training.models import model_context_length
 from training.run import (
     USER_ERRORS,
     build_trainer,
+    error_line,
     describe_args,
     load_text,
     make_blocks,
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
             logger.info("merged model written to %s", save_merged(trainer.model, tokenizer, training_args.output_dir))
     except USER_ERRORS as e:
-        print(f"finetune.py: error: {e}", file=sys.stderr)
+        print(error_line("finetune.py", e), file=sys.stderr)
         return 2
     report_end(trainer, metrics, url)
     return 0

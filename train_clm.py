@@ -21,6 +21,7 @@ from training.models import build_config, build_model
 from training.run import (
     USER_ERRORS,
     build_trainer,
+    error_line,
     describe_args,
     load_or_train_tokenizer,
     load_text,
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
         url = push_at_end(trainer, hub_target)
     except USER_ERRORS as e:
-        print(f"train_clm.py: error: {e}", file=sys.stderr)
+        print(error_line("train_clm.py", e), file=sys.stderr)
         return 2
     report_end(trainer, metrics, url)
     return 0

@@ -350,3 +350,31 @@ def test_push_to_hub_at_the_end_uploads_the_model_with_its_card(prepared, tmp_pa
 def test_push_to_hub_needs_a_repository_name(prepared, tmp_path, capsys):
     err = one_line_error(run_args(prepared, tmp_path / "o", "--push_to_hub", "true"), capsys)
     assert "--hub_model_id" in err
+
+
+def test_unreachable_corpus_source_says_how_to_use_local_files(tmp_path, capsys):
+    args = ["--source", "tolstoy", "--base_url", "http://127.0.0.1:9/", "--corpus_cache_dir", str(tmp_path / "cache"),
+            "--output_dir", str(tmp_path / "o")]  # fmt: skip
+    err = one_line_error(args, capsys)
+    assert "127.0.0.1:9" in err and "--source text" in err
+    assert not (tmp_path / "o" / "corpus").exists()  # nothing half-made left behind
+
+
+def test_a_diverging_loss_stops_the_run_naming_the_step(prepared, tmp_path, capsys):
+    args = run_args(prepared, tmp_path / "o", "--learning_rate", "1e6", "--max_grad_norm", "0", "--warmup_steps", "0",
+                    "--max_steps", "30", "--eval_steps", "30", "--save_steps", "30")  # fmt: skip
+    err = one_line_error(args, capsys)
+    assert "the loss became" in err and "at step" in err
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_and_tensorboard_logs(prepared, tmp_path):
+    import train_clm
+
+    out = tmp_path / "o"
+    args = run_args(prepared, out, "--max_steps", "10", "--eval_steps", "5", "--save_steps", "5",
+                    "--gradient_checkpointing", "true", "--report_to", "tensorboard")  # fmt: skip
+    assert train_clm.main(args) == 0
+    events = list((out / "runs").rglob("events.out.tfevents.*"))
+    assert events and sum(e.stat().st_size for e in events) > 0
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 10

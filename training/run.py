@@ -38,6 +38,12 @@ class TrainingDivergedError(RuntimeError):
 USER_ERRORS = (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError)
 
 
+def error_line(program: str, error: Exception) -> str:
+    """`program: error: ...`, on a line of its own even when a progress bar was being drawn on stderr."""
+    newline = "\n" if isinstance(error, TrainingDivergedError) else ""  # tqdm leaves its bar without a newline
+    return f"{newline}{program}: error: {error}"
+
+
 def setup_process(training_args: TrainingArguments) -> None:
     """Per-process setup: logging (INFO on the main process only) and CPU denormals flushed to zero.
 
