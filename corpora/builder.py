@@ -310,7 +310,11 @@ def load_corpus(path: str | os.PathLike):
     path = Path(path)
     if not (path / "dataset_dict.json").exists():
         raise CorpusError(f"{path} is not a corpus folder (no dataset_dict.json); build one with python -m corpora")
-    return datasets.load_from_disk(str(path))
+    try:
+        return datasets.load_from_disk(str(path))
+    except IndexError:
+        # datasets saves an empty split as zero shards and then cannot load it back.
+        raise CorpusError(f"{path} could not be loaded: a split is empty; rebuild it with python -m corpora") from None
 
 
 def parse_args(argv: list[str] | None = None) -> CorpusArguments:

@@ -46,7 +46,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "report_to": ["tensorboard"],
     "logging_nan_inf_filter": False,
     "ddp_find_unused_parameters": False,
-    "save_safetensors": True,
 }
 
 

@@ -66,16 +66,7 @@ def load_text(data_args: DataArguments, training_args: TrainingArguments) -> dat
             raise ArgumentsError(
                 f"--dataset_dir {path} does not exist: prepare it with `python -m corpora ... --output_dir {path}`"
             )
-        try:
-            dataset = load_corpus(path)
-        except (IndexError, OSError, ValueError) as e:
-            if isinstance(e, CorpusError):
-                raise
-            # datasets saves an empty split as zero shards and then cannot load it back (IndexError).
-            raise ArgumentsError(
-                f"--dataset_dir {path} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}):"
-                " a split is probably empty; rebuild it with `python -m corpora`"
-            ) from None
+        dataset = load_corpus(path)
     elif data_args.source:
         corpus_dir = Path(training_args.output_dir) / "corpus"
         with training_args.main_process_first(desc="preparing the corpus"):
