@@ -116,6 +116,9 @@ def stream_completion(
         top_p=float(top_p),
     )
     kwargs.pop("num_return_sequences")
+    # Someone who presses Generate expects a continuation: a small model sampling eos as its first token would
+    # leave the box unchanged (about 2% of samples for a random-weight tiny model), so eos may come from the second.
+    kwargs["min_new_tokens"] = 1
     device = next(model.parameters()).device
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TokenStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -96,6 +96,28 @@ def test_stream_completion_sampling_knobs(loaded):
         next(app.stream_completion(model, tokenizer, PROMPT, 0.8, max_new_tokens=0))
 
 
+def test_sampling_never_answers_with_the_bare_prompt(loaded):
+    """A seed whose first sampled token is eos under plain `generate` still gets a continuation in the app."""
+    from generate import sampling_kwargs
+
+    model, tokenizer = loaded
+    prompt = "Казан шәһәре"
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    kwargs = sampling_kwargs(max_new_tokens=1, greedy=False, temperature=0.9, top_k=40, top_p=0.9)
+    kwargs.pop("num_return_sequences")
+
+    def first_token(seed: int) -> int:
+        torch.manual_seed(seed)
+        return model.generate(**ids, pad_token_id=tokenizer.pad_token_id, **kwargs)[0, -1].item()
+
+    seeds = [seed for seed in range(400) if first_token(seed) == tokenizer.eos_token_id][:3]
+    assert seeds, "this tiny model should sample eos first for some seed (about 2% of them)"
+    for seed in seeds:
+        torch.manual_seed(seed)
+        final = list(app.stream_completion(model, tokenizer, prompt, 0.9, 40, 0.9, MAX_NEW_TOKENS))[-1]
+        assert final.startswith(prompt) and len(final) > len(prompt), seed
+
+
 def test_closing_the_stream_stops_generation(loaded):
     model, tokenizer = loaded
     stream = app.stream_completion(model, tokenizer, PROMPT, temperature=0, max_new_tokens=100_000)
