@@ -6,8 +6,9 @@
 Generation recomputes the LSTM over the whole sequence at every step instead of carrying (h, c) in a cache:
 `generate`'s caches are key/value caches that grow along the sequence, and a recurrent state is not one; recomputing
 is exact, and for the baseline's sizes (256 hidden units, a few hundred characters) it costs milliseconds per token.
-The padding mask is ignored: the LSTM reads every position, so right padding (training) is harmless, but left-padded
-batched generation lets the padding tokens into each row's state. Generate one prompt at a time for exact results.
+Padding never reaches the state: when `attention_mask` has zeros (left-padded batched generation), each row's real
+tokens are moved to the front, in order, before the LSTM reads them, and the outputs are put back in place, so a
+batch of prompts of different lengths generates exactly what each prompt would alone.
 """
 
 import torch
@@ -72,19 +73,29 @@ class LstmLMForCausalLM(LstmLMPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        """`labels` are the input ids (shifted inside the loss; -100 is ignored); `attention_mask` is accepted and
-        ignored (see the module docstring). Pass Trainer's `num_items_in_batch` through kwargs."""
+        """`labels` are the input ids (shifted inside the loss; -100 is ignored); padded positions (0 in
+        `attention_mask`) are skipped by the recurrence. Pass Trainer's `num_items_in_batch` through kwargs."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, E)
-        hidden_states, _ = self.lstm(self.dropout(inputs_embeds))  # (B, T, H)
+        hidden_states = self._read(self.dropout(inputs_embeds), attention_mask)  # (B, T, H)
         hidden_states = self.dropout(hidden_states[:, -logits_to_keep:])
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+    def _read(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if attention_mask is None or bool(attention_mask.all()):
+            return self.lstm(inputs_embeds)[0]
+        # A stable sort of "is padding" puts each row's real tokens first, in their order; padding read after them
+        # cannot change their outputs. The scatter puts every output back at its token's position.
+        order = torch.sort((attention_mask == 0).to(torch.int8), dim=1, stable=True).indices  # (B, T)
+        packed = inputs_embeds.gather(1, order[..., None].expand_as(inputs_embeds))
+        hidden_states = self.lstm(packed)[0]
+        return torch.empty_like(hidden_states).scatter_(1, order[..., None].expand_as(hidden_states), hidden_states)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
         # Always the whole sequence: the state is recomputed at each step (no cache to continue from).

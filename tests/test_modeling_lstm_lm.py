@@ -48,6 +48,23 @@ def test_generate_equals_greedy_recomputation():
     assert torch.equal(generated, greedy_by_recomputation(model, prompt, 15))
 
 
+def test_left_padded_batch_generates_what_each_prompt_generates_alone():
+    model = tiny_lstm(eos_token_id=None, pad_token_id=0, initializer_range=0.3)
+    short, long = random_ids(batch=1, length=3, seed=1), random_ids(batch=1, length=7, seed=2)
+    batch = torch.cat([torch.cat([torch.zeros(1, 4, dtype=torch.long), short], 1), long])
+    mask = torch.cat([torch.cat([torch.zeros(1, 4), torch.ones(1, 3)], 1), torch.ones(1, 7)]).long()
+    together = model.generate(batch, attention_mask=mask, max_new_tokens=10, do_sample=False)
+    for row, prompt in enumerate((short, long)):
+        alone = model.generate(prompt, max_new_tokens=10, do_sample=False)
+        assert torch.equal(together[row, -10:], alone[0, -10:]), row
+    # the padding really was skipped: without the mask the short row reads its pads and its logits differ
+    with torch.no_grad():
+        masked = model(batch, attention_mask=mask).logits[0, -1]
+        unmasked = model(batch).logits[0, -1]
+        alone = model(short).logits[0, -1]
+    assert torch.allclose(masked, alone, atol=1e-5) and not torch.allclose(unmasked, alone, atol=1e-3)
+
+
 def test_invalid_configs_raise_one_line_value_error():
     for fields in (dict(hidden_size=0), dict(hidden_dropout=1.5), dict(tie_word_embeddings=True)):
         with pytest.raises(ValueError) as info:
