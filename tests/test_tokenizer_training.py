@@ -245,11 +245,15 @@ def test_cli_bad_inputs_exit_2_with_one_line(russian, tmp_path, capsys):
     data = _tiny_datasetdict(tmp_path / "dd", russian)
     DatasetDict(train=Dataset.from_dict({"body": ["x"]})).save_to_disk(str(tmp_path / "nocol"))
     (tmp_path / "plain").mkdir()
+    DatasetDict(train=Dataset.from_dict({"text": ["x"]}), validation=Dataset.from_dict({"text": []})).save_to_disk(
+        str(tmp_path / "emptysplit")
+    )
     capsys.readouterr()  # drop the save_to_disk progress bars
     cases = {
         "single Dataset": ["--dataset_dir", str(data / "train")],
         "not a dataset": ["--dataset_dir", str(tmp_path / "plain")],
         "no column 'text'": ["--dataset_dir", str(tmp_path / "nocol")],
+        "has an empty split": ["--dataset_dir", str(tmp_path / "emptysplit")],
         "vocab_size=10": ["--dataset_dir", str(data), "--kind", "char", "--vocab_size", "10"],
     }
     for expected, args in cases.items():

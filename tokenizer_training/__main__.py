@@ -56,6 +56,9 @@ def load_splits(dataset_dir: str, text_column: str):
     except (FileNotFoundError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"--dataset_dir {dataset_dir} is not a dataset saved with save_to_disk: {first}") from None
+    except IndexError:
+        # datasets saves an empty split as zero shards and then cannot load it back
+        raise UsageError(f"--dataset_dir {dataset_dir} has an empty split; rebuild it with python -m corpora") from None
     if not isinstance(dd, DatasetDict):
         raise UsageError(f"--dataset_dir {dataset_dir} holds a single Dataset, not a DatasetDict with train/validation")
     if "train" not in dd:
