@@ -417,7 +417,7 @@ def _manifest_lines(manifest: dict) -> list[str]:
                 f"- {split}: {stats.get('documents', '?')} documents, {stats.get('characters', '?')} characters, "
                 f"{stats.get('utf8_bytes', '?')} UTF-8 bytes"
             )
-    for key in ("duplicates_removed", "too_short_dropped"):
+    for key in ("duplicates_removed", "kept_out_of_validation_as_near_duplicates", "too_short_dropped"):
         if key in manifest:
             lines.append(f"- {key.replace('_', ' ')}: {manifest[key]}")
     lines += ["", "The full manifest (sources, checksums, cleaning statistics) is in `corpus_manifest.json`."]

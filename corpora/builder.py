@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .cleaning import clean_documents, split_documents
+from .cleaning import clean_documents, overlapping_documents, split_documents
 from .errors import CorpusError
 from .fetch import FetchError, fetch
 from .leipzig import leipzig_local_path, read_leipzig
@@ -57,6 +57,9 @@ class CorpusArguments:
     min_chars: int = field(default=20, metadata={"help": "Drop documents/sentences shorter than this many characters after cleaning."})
     max_doc_chars: int = field(default=20000, metadata={
         "help": "Cut long works into documents of at most this many characters at paragraph boundaries (0: never cut)."})
+    validation_overlap: float = field(default=0.5, metadata={
+        "help": "Keep out of validation every document sharing at least this share of its word 8-grams with another "
+                "document (a second edition of a work would otherwise be scored on text seen in training); 0: off."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir (only after the new one is complete)."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text, for --source hub."})
     hub_config: str | None = field(default=None, metadata={"help": "Configuration name, for --source hub."})
@@ -73,6 +76,8 @@ class CorpusArguments:
             raise CorpusError(f"--validation_split {self.validation_split} is outside [0, 1); give e.g. 0.05")
         if self.min_chars < 0 or self.max_doc_chars < 0:
             raise CorpusError("--min_chars and --max_doc_chars must not be negative")
+        if not 0 <= self.validation_overlap <= 1:
+            raise CorpusError(f"--validation_overlap {self.validation_overlap} is outside [0, 1]; give e.g. 0.5 (0: off)")
 
 
 def _sha256_file(path: Path) -> str:
@@ -218,7 +223,10 @@ def build_corpus_with_manifest(args: CorpusArguments):
     if not documents:
         raise CorpusError(f"no text left after cleaning {', '.join(args.inputs) or args.source} "
                           f"(all rows shorter than --min_chars {args.min_chars} or duplicates); check the inputs")
-    train, validation = split_documents(documents, args.validation_split, args.seed)
+    overlapping = set()
+    if args.validation_overlap > 0 and args.validation_split > 0:
+        overlapping = overlapping_documents([row["text"] for row in documents], min_share=args.validation_overlap)
+    train, validation = split_documents(documents, args.validation_split, args.seed, not_for_validation=overlapping)
     features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
     corpus = datasets.DatasetDict({
         name: datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "source": [r["source"] for r in rows]},
@@ -236,6 +244,7 @@ def build_corpus_with_manifest(args: CorpusArguments):
         "documents": stats.documents,
         "documents_per_source": stats.per_source,
         "duplicates_removed": stats.duplicates_removed,
+        "kept_out_of_validation_as_near_duplicates": len(overlapping),
         "malformed_lines_skipped": info["malformed_lines_skipped"],
         "too_short_dropped": stats.too_short_dropped,
         "empty_dropped": stats.empty_dropped,

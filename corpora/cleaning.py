@@ -13,6 +13,8 @@ import logging
 import random
 import re
 import unicodedata
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
@@ -106,11 +108,41 @@ def clean_documents(rows, *, min_chars: int = 20, max_doc_chars: int = 20000) ->
     return kept, stats
 
 
-def split_documents(rows: list[dict], validation_split: float = 0.05, seed: int = 0) -> tuple[list[dict], list[dict]]:
+_WORD = re.compile(r"\w+")
+
+
+def _shingles(text: str, n: int, keep_one_in: int) -> set[int]:
+    """A stable sample of the word n-grams of `text`: CRC32 hashes, those divisible by `keep_one_in`."""
+    words = _WORD.findall(text.lower().replace("ё", "е"))
+    hashes = (zlib.crc32(" ".join(words[i : i + n]).encode()) for i in range(max(len(words) - n + 1, 0)))
+    return {h for h in hashes if h % keep_one_in == 0}
+
+
+def overlapping_documents(texts: list[str], *, n: int = 8, min_share: float = 0.5, keep_one_in: int = 4) -> set[int]:
+    """Indices of the documents that share at least `min_share` of their word `n`-grams with another document.
+
+    Scraped libraries hold several editions of one work (lib.ru's War and Peace and az.lib.ru's volumes differ
+    in punctuation, accents and paragraph breaks, so exact de-duplication misses them); such a document in
+    validation would be scored on text the model trained on. A sample of the n-grams (CRC32, stable across
+    runs) keeps memory at a fraction of the corpus.
+    """
+    per_document = [_shingles(text, n, keep_one_in) for text in texts]
+    seen_in = Counter(h for shingles in per_document for h in shingles)
+    return {
+        i for i, shingles in enumerate(per_document)
+        if shingles and sum(seen_in[h] > 1 for h in shingles) >= min_share * len(shingles)
+    }  # fmt: skip
+
+
+def split_documents(
+    rows: list[dict], validation_split: float = 0.05, seed: int = 0, not_for_validation: set[int] = frozenset()
+) -> tuple[list[dict], list[dict]]:
     """A seeded, deterministic (train, validation) split of whole rows; each keeps the input order.
 
     The validation set gets round(n * validation_split) rows, at least one when the fraction is positive
-    and there are two rows or more; the same rows and seed always give the same split.
+    and there are two rows or more; the same rows and seed always give the same split. Rows whose index is
+    in `not_for_validation` (see `overlapping_documents`) always go to train; if too few rows are left to
+    choose from, validation is smaller and a warning says so.
     """
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
@@ -118,7 +150,12 @@ def split_documents(rows: list[dict], validation_split: float = 0.05, seed: int 
     n_val = round(n * validation_split)
     if validation_split > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
-    chosen = set(random.Random(seed).sample(range(n), n_val))
+    eligible = [i for i in range(n) if i not in not_for_validation]
+    if n_val > len(eligible):
+        logger.warning("only %d of %d documents have no near-duplicate elsewhere in the corpus: validation gets "
+                       "%d instead of %d", len(eligible), n, len(eligible), n_val)  # fmt: skip
+        n_val = len(eligible)
+    chosen = set(random.Random(seed).sample(eligible, n_val))
     train = [row for i, row in enumerate(rows) if i not in chosen]
     validation = [row for i, row in enumerate(rows) if i in chosen]
     return train, validation

@@ -5,7 +5,9 @@
 
 import hashlib
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +23,12 @@ from corpora import (
     clean_documents,
     clean_text,
     load_corpus,
+    overlapping_documents,
     prepare_corpus,
     read_text_file,
     split_documents,
 )
-from corpora.builder import main
+from corpora.builder import build_corpus_with_manifest, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,3 +211,54 @@ def test_split_documents_is_seeded_and_keeps_order():
     assert sorted(train + val, key=lambda r: int(r["text"])) == rows
     assert len(split_documents(rows[:3], 0.05, seed=0)[1]) == 1  # at least one validation document
     assert split_documents(rows, 0.0)[1] == []
+
+
+def _paragraph_key(paragraph: str) -> str:
+    return re.sub(r"[\W_]+", "", paragraph.lower().replace("ё", "е"))
+
+
+def test_overlapping_documents_finds_another_edition_of_the_same_text(tolstoy_txt):
+    text = read_text_file(tolstoy_txt / "tri_smerti_three_deaths.utf8bom.txt")
+    other = read_text_file(tolstoy_txt / "posle_bala_after_the_ball.utf8bom.txt")
+    half = clean_text(text)[: len(text) // 2]
+    # another edition: other dashes and quotes, ё spelled е, paragraphs joined differently, a sentence dropped
+    edition = half.replace("–", "—").replace("ё", "е").replace("«", '"').replace("»", '"').replace("\n", " ", 5)
+    edition = edition.replace(edition.split(". ")[3] + ". ", "", 1)
+    documents = [half, clean_text(other), edition, clean_text(text)[len(text) // 2 :]]
+    assert overlapping_documents(documents) == {0, 2}
+    assert overlapping_documents(documents, min_share=1.01) == set()
+
+
+def test_split_documents_keeps_near_duplicates_out_of_validation(caplog):
+    rows = [{"text": str(i), "source": "s"} for i in range(20)]
+    train, val = split_documents(rows, 0.25, seed=0, not_for_validation=set(range(10)))
+    assert len(val) == 5 and all(int(r["text"]) >= 10 for r in val)
+    with caplog.at_level(logging.WARNING, logger="corpora.cleaning"):
+        train, val = split_documents(rows, 0.25, seed=0, not_for_validation=set(range(18)))
+    assert [r["text"] for r in val] == ["18", "19"] and len(train) == 18
+    assert "validation gets 2 instead of 5" in caplog.text
+
+
+def test_two_editions_of_war_and_peace_do_not_leak_into_validation(tolstoy_txt, tmp_path):
+    """tolstoy/txt holds War and Peace twice (az.lib.ru's volumes 1-2 and lib.ru's full text, which differ in
+    punctuation and paragraph breaks): without the check a third of the validation paragraphs are in train."""
+
+    def leaked_share(validation_overlap: float) -> tuple[float, dict]:
+        args = CorpusArguments(source="text", inputs=[str(tolstoy_txt)], output_dir=str(tmp_path / "unused"),
+                               validation_overlap=validation_overlap)  # fmt: skip
+        corpus, manifest = build_corpus_with_manifest(args)
+        train = {_paragraph_key(p) for text in corpus["train"]["text"] for p in text.split("\n")}
+        validation = [_paragraph_key(p) for text in corpus["validation"]["text"] for p in text.split("\n")]
+        validation = [key for key in validation if len(key) >= 40]
+        return sum(key in train for key in validation) / len(validation), manifest
+
+    share_off, manifest_off = leaked_share(0.0)
+    share_on, manifest_on = leaked_share(0.5)
+    assert share_off > 0.2 and manifest_off["kept_out_of_validation_as_near_duplicates"] == 0
+    assert share_on < 0.01 and manifest_on["kept_out_of_validation_as_near_duplicates"] > 100
+    assert manifest_on["splits"]["validation"]["documents"] == manifest_off["splits"]["validation"]["documents"]
+
+
+def test_validation_overlap_outside_0_1_is_an_error(tmp_path):
+    with pytest.raises(CorpusError, match="--validation_overlap 1.5"):
+        CorpusArguments(source="text", inputs=["x"], output_dir=str(tmp_path), validation_overlap=1.5)
