@@ -226,6 +226,9 @@ def build_corpus_with_manifest(args: CorpusArguments):
     overlapping = set()
     if args.validation_overlap > 0 and args.validation_split > 0:
         overlapping = overlapping_documents([row["text"] for row in documents], min_share=args.validation_overlap)
+    if overlapping:
+        logger.info("%d of %d documents share %.0f%%+ of their word 8-grams with another one (e.g. two editions of a "
+                    "work): they stay in train", len(overlapping), len(documents), 100 * args.validation_overlap)
     train, validation = split_documents(documents, args.validation_split, args.seed, not_for_validation=overlapping)
     features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
     corpus = datasets.DatasetDict({
