@@ -24,24 +24,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
 
 
-def matmul_peak_tflops(n: int = 8192, iters: int = 50) -> float:
-    """The GPU's sustained bf16 matmul rate on an n x n x n product, in TFLOP/s."""
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak_tflops(device: str = "cuda", n: int = 8192, iters: int = 50) -> float:
+    """The device's sustained bf16 matmul rate on an n x n x n product, in TFLOP/s."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     for _ in range(5):
         a @ b
-    torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(iters):
         a @ b
-    torch.cuda.synchronize()
+    synchronize(device)
     return 2 * n**3 * iters / (time.perf_counter() - start) / 1e12
 
 
-def flops_per_token(config, block_size: int) -> float:
-    """Training FLOPs per token: 6 x non-embedding-lookup parameters + attention's 12 * L * d * T."""
+def flops_per_token(config, block_size: int, gated_mlp: bool | None = None) -> float:
+    """Training FLOPs per token: 6 x the matmul weights (attention, MLP, output head) + attention's 12 * L * d * T.
+
+    `gated_mlp` (three MLP matrices, SwiGLU) defaults to what a RopeGPTConfig says; pass True for Llama.
+    """
     d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    per_layer = 4 * d * d + (3 if getattr(config, "mlp_type", "gelu") == "swiglu" else 2) * d * config.intermediate_size
+    if gated_mlp is None:
+        gated_mlp = getattr(config, "mlp_type", "gelu") == "swiglu"
+    per_layer = 4 * d * d + (3 if gated_mlp else 2) * d * config.intermediate_size
     weights = layers * per_layer + vocab * d  # the output head is a matmul even when tied
     return 6 * weights + 12 * layers * d * block_size
 
@@ -62,16 +72,18 @@ def llama_twin(config):
     return LlamaForCausalLM(twin)
 
 
-def train_tokens_per_second(model, config, batch_size: int, block_size: int, steps: int, compile_model: bool) -> float:
+def train_tokens_per_second(
+    model, config, batch_size: int, block_size: int, steps: int, compile_model: bool, device: str = "cuda"
+) -> float:
     """Steady-state training tokens/s (AdamW, bf16 autocast, SDPA) after warm-up steps."""
-    model = model.cuda().train()
+    model = model.to(device).train()
     if compile_model:
         model = torch.compile(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
-    ids = torch.randint(0, config.vocab_size, (batch_size, block_size), device="cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device == "cuda")
+    ids = torch.randint(0, config.vocab_size, (batch_size, block_size), device=device)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         optimizer.step()
@@ -79,11 +91,11 @@ def train_tokens_per_second(model, config, batch_size: int, block_size: int, ste
 
     for _ in range(5):
         step()
-    torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    synchronize(device)
     return batch_size * block_size * steps / (time.perf_counter() - start)
 
 
@@ -94,22 +106,28 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                        help="cpu: a smoke run of this script's code path (its figures mean nothing)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_gpu.py: no CUDA GPU here; run it where one is (results go to bench/RESULTS.md)")
         return 0
     config = RopeGPTConfig.from_preset(args.preset, max_position_embeddings=max(args.block_size, 256))
     config._attn_implementation = "sdpa"
-    peak = matmul_peak_tflops()
-    fpt = flops_per_token(config, args.block_size)
+    peak = matmul_peak_tflops(args.device, n=8192 if args.device == "cuda" else 256, iters=50 if args.device == "cuda" else 3)
+    peers = (("RopeGPT", lambda: RopeGPTForCausalLM(config), flops_per_token(config, args.block_size)),
+             ("Llama (transformers)", lambda: llama_twin(config), flops_per_token(config, args.block_size, gated_mlp=True)))
     rows = []
-    for name, build in (("RopeGPT", lambda: RopeGPTForCausalLM(config)), ("Llama (transformers)", lambda: llama_twin(config))):
+    for name, build, fpt in peers:
         for compiled in (False, True) if args.compile else (False,):
             torch.manual_seed(0)
-            tps = train_tokens_per_second(build(), config, args.batch_size, args.block_size, args.steps, compiled)
+            tps = train_tokens_per_second(build(), config, args.batch_size, args.block_size, args.steps, compiled, args.device)
             rows.append((name + (" + compile" if compiled else ""), tps, tps * fpt / 1e12 / peak))
-            torch.cuda.empty_cache()
-    print(f"GPU: {torch.cuda.get_device_name()} | bf16 matmul peak measured: {peak:.0f} TFLOP/s")
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+    fpt = peers[0][2]
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (smoke run)"
+    print(f"device: {name} | bf16 matmul peak measured: {peak:.2f} TFLOP/s")
     print(f"preset {args.preset}, block {args.block_size}, batch {args.batch_size}, {fpt / 1e9:.2f} GFLOP/token\n")
     print("| model | tokens/s | MFU | target MFU >= 40% |")
     print("|---|---:|---:|---|")
