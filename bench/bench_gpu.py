@@ -114,19 +114,24 @@ def main() -> int:
         return 0
     config = RopeGPTConfig.from_preset(args.preset, max_position_embeddings=max(args.block_size, 256))
     config._attn_implementation = "sdpa"
-    peak = matmul_peak_tflops(args.device, n=8192 if args.device == "cuda" else 256, iters=50 if args.device == "cuda" else 3)
-    peers = (("RopeGPT", lambda: RopeGPTForCausalLM(config), flops_per_token(config, args.block_size)),
-             ("Llama (transformers)", lambda: llama_twin(config), flops_per_token(config, args.block_size, gated_mlp=True)))
+    on_gpu = args.device == "cuda"
+    peak = matmul_peak_tflops(args.device, n=8192 if on_gpu else 256, iters=50 if on_gpu else 3)
+    peers = (
+        ("RopeGPT", lambda: RopeGPTForCausalLM(config), flops_per_token(config, args.block_size)),
+        ("Llama (transformers)", lambda: llama_twin(config), flops_per_token(config, args.block_size, gated_mlp=True)),
+    )
     rows = []
     for name, build, fpt in peers:
         for compiled in (False, True) if args.compile else (False,):
             torch.manual_seed(0)
-            tps = train_tokens_per_second(build(), config, args.batch_size, args.block_size, args.steps, compiled, args.device)
+            tps = train_tokens_per_second(
+                build(), config, args.batch_size, args.block_size, args.steps, compiled, args.device
+            )
             rows.append((name + (" + compile" if compiled else ""), tps, tps * fpt / 1e12 / peak))
-            if args.device == "cuda":
+            if on_gpu:
                 torch.cuda.empty_cache()
     fpt = peers[0][2]
-    name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (smoke run)"
+    name = torch.cuda.get_device_name() if on_gpu else "CPU (smoke run)"
     print(f"device: {name} | bf16 matmul peak measured: {peak:.2f} TFLOP/s")
     print(f"preset {args.preset}, block {args.block_size}, batch {args.batch_size}, {fpt / 1e9:.2f} GFLOP/token\n")
     print("| model | tokens/s | MFU | target MFU >= 40% |")
