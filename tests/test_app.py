@@ -24,33 +24,19 @@ pytest.importorskip("gradio", reason="gradio is not installed (pip install gradi
 
 import app  # noqa: E402
 from generate import GenerateError, generate_texts, load_model  # noqa: E402
+from test_generate import save_tiny_ropegpt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Иван Ильич"
 MAX_NEW_TOKENS = 24
 
 
-def build_model_dir(path: Path, corpora_dir: Path) -> Path:
-    """A tiny RopeGPT (random weights) with a byte-level BPE tokenizer trained on real Tolstoy, saved to `path`."""
-    import modeling
-    from tokenizer_training import train_tokenizer
-
-    source = corpora_dir / "tolstoy" / "txt" / "smert_ivana_ilicha.utf8bom.txt"
-    lines = [line.strip() for line in source.read_text(encoding="utf-8-sig").splitlines() if line.strip()][:300]
-    tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=400, model_max_length=128)
-    torch.manual_seed(0)
-    config = modeling.RopeGPTConfig.from_preset(
-        "tiny", vocab_size=len(tokenizer), num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
-    modeling.RopeGPTForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, corpora_dir) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("app-model"), corpora_dir)
+    """A tiny RopeGPT (random weights) with a byte-level BPE tokenizer trained on real Tolstoy."""
+    path = tmp_path_factory.mktemp("app-model")
+    save_tiny_ropegpt(path, corpora_dir, context=128)
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m pytest tests/test_generate.py -q
 
-`build_run_dir` makes a folder shaped like train_clm.py's output (tests/test_push_to_hub.py uses it too).
+`build_run_dir` makes a folder shaped like train_clm.py's output (tests/test_push_to_hub.py uses it too);
+`save_tiny_ropegpt` is its model and tokenizer (tests/test_app.py uses that).
 """
 
 import json
@@ -21,23 +22,29 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Иван Ильич"
 
 
-def build_run_dir(path: Path, corpora_dir: Path) -> Path:
-    """A tiny RopeGPT trained-output folder: real weights (random init) and a BPE tokenizer trained on real
-    Tolstoy, plus the files train_clm.py writes beside them, including ones that must never be uploaded."""
+def save_tiny_ropegpt(path: Path, corpora_dir: Path, context: int):
+    """A tiny RopeGPT (random weights) and a byte-level BPE tokenizer trained on real Tolstoy, saved to `path`;
+    returns (the text file the tokenizer learned from, the tokenizer)."""
     import modeling
     from tokenizer_training import train_tokenizer
 
     source = corpora_dir / "tolstoy" / "txt" / "smert_ivana_ilicha.utf8bom.txt"
     lines = [line.strip() for line in source.read_text(encoding="utf-8-sig").splitlines() if line.strip()][:300]
-    tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=400, model_max_length=64)
+    tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=400, model_max_length=context)
     torch.manual_seed(0)
     config = modeling.RopeGPTConfig.from_preset(
         "tiny", vocab_size=len(tokenizer), num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
-        intermediate_size=64, max_position_embeddings=64,
+        intermediate_size=64, max_position_embeddings=context,
     )  # fmt: skip
-    model = modeling.RopeGPTForCausalLM(config)
-    model.save_pretrained(path)
+    modeling.RopeGPTForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return source, tokenizer
+
+
+def build_run_dir(path: Path, corpora_dir: Path) -> Path:
+    """A tiny RopeGPT trained-output folder (`save_tiny_ropegpt`), plus the files train_clm.py writes beside
+    the model, including ones that must never be uploaded."""
+    source, tokenizer = save_tiny_ropegpt(path, corpora_dir, context=64)
     tokenizer.save_pretrained(path / "tokenizer")
     metrics = {"eval_loss": 5.8123, "eval_perplexity": 334.5678, "eval_bits_per_byte": 2.4567, "global_step": 10,
                "world_size": 1, "train_runtime": 3.2}  # fmt: skip
