@@ -1,9 +1,11 @@
 """RopeGPT beside transformers' LlamaForCausalLM of the same width, depth, heads, FFN width and vocabulary, measured
-in the same run: training tokens/s and peak memory at block 256, and generation tokens/s for 256 new tokens with and
-without the KV cache. Both use SDPA; float32 on CPU, bf16 (autocast for training) when CUDA is available.
+in the same run: training tokens/s and peak memory at block 256, generation tokens/s for 256 new tokens with and
+without the KV cache, and generation with a static cache and the forward compiled by `torch.compile(fullgraph=True)`
+(how transformers makes generation fast) against the dynamic cache. Both use SDPA; float32 on CPU, bf16 (autocast
+for training) when CUDA is available.
 
-    .venv/bin/python bench/bench_model.py                   # tiny preset, about 2-3 minutes on 2 CPU cores
-    .venv/bin/python bench/bench_model.py --preset small --batch 4
+    .venv/bin/python bench/bench_model.py                   # tiny preset, about 4 minutes on 2 CPU cores
+    .venv/bin/python bench/bench_model.py --preset small --batch 4 --json bench/out/model.json
 
 Rows: `ropegpt` is the preset as configured (LayerNorm, GELU MLP, biases, tied embeddings); `ropegpt-llama-arch`
 is RopeGPT switched to Llama's architecture (RMSNorm, SwiGLU, no biases), so that its ratio compares the two
@@ -26,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import CompileConfig, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
 
@@ -63,13 +65,30 @@ def train_steps(model, optimizer, ids, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def generate_seconds(model, prompt, new_tokens: int, use_cache: bool) -> float:
+def generate_seconds(model, prompt, new_tokens: int, use_cache: bool, **kwargs) -> tuple[float, torch.Tensor]:
+    """Seconds of one greedy `generate` of exactly `new_tokens`, and the tokens it made."""
     sync()
     start = time.perf_counter()
-    out = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, use_cache=use_cache)
+    out = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, use_cache=use_cache, **kwargs)
     sync()
     assert out.shape[1] == prompt.shape[1] + new_tokens
-    return time.perf_counter() - start
+    return time.perf_counter() - start, out
+
+
+def static_compiled_generation(model, prompt, args) -> dict:
+    """Generation tokens/s with a static cache and the decoding step compiled by `generate` itself (transformers'
+    CompileConfig; fullgraph, so a graph break or a host sync is an error; the prefill runs uncompiled, as
+    transformers does it); the first call's seconds (it compiles); and whether the greedy tokens equal the dynamic
+    cache's. CUDA graphs ("reduce-overhead") on GPUs, where launch overhead dominates small models; on CPU
+    `_compile_all_devices` is CompileConfig's own switch for compiling there too."""
+    config = CompileConfig(fullgraph=True, mode="reduce-overhead" if model.device.type == "cuda" else "default")
+    config._compile_all_devices = True
+    static = dict(cache_implementation="static", compile_config=config)
+    first_s, first = generate_seconds(model, prompt, args.new_tokens, True, **static)
+    _, reference = generate_seconds(model, prompt, args.new_tokens, True)
+    reps = max(2, args.reps // 2)
+    best = min(generate_seconds(model, prompt, args.new_tokens, True, **static)[0] for _ in range(reps))
+    return {"tok_s": args.new_tokens / best, "first_call_s": first_s, "same_tokens": torch.equal(first, reference)}
 
 
 def sync():
@@ -124,6 +143,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="alternating repetitions per measurement")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--prompt", type=int, default=16, help="prompt length for generation")
+    parser.add_argument("--json", help="also write every row (model, metric, value) to this JSON file")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -158,9 +178,11 @@ def main() -> None:
     for _ in range(max(2, args.reps // 2)):
         for name in names:
             for cache in (True, False):
-                seconds = generate_seconds(models[name], prompt, args.new_tokens, cache)
+                seconds, _ = generate_seconds(models[name], prompt, args.new_tokens, cache)
                 gen[name, cache].append(args.new_tokens / seconds)
     gen_tps = {key: max(v) for key, v in gen.items()}
+
+    compiled = {name: static_compiled_generation(models[name], prompt, args) for name in ("ropegpt", "llama")}
 
     peak = {name: peak_memory_mb(name, args) for name in names}
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
@@ -173,6 +195,21 @@ def main() -> None:
         print(f"| {name} | {params[name] / 1e6:.2f}M | {train_tps[name]:,.0f} | "
               f"{train_tps[name] / train_tps['llama']:.2f} | {peak[name]:,.0f} | {peak[name] / peak['llama']:.2f} | "
               f"{gen_tps[name, True]:,.0f} | {gen_tps[name, False]:,.0f} | {speedup:.1f}x |")
+
+    print(f"\n| model | gen tok/s dynamic cache | gen tok/s static cache + torch.compile(fullgraph) | speed-up "
+          f"| first call (compiles) s | same tokens as dynamic |")
+    print("|---|---|---|---|---|---|")
+    for name, c in compiled.items():
+        print(f"| {name} | {gen_tps[name, True]:,.0f} | {c['tok_s']:,.0f} | {c['tok_s'] / gen_tps[name, True]:.2f}x "
+              f"| {c['first_call_s']:.1f} | {'yes' if c['same_tokens'] else 'NO'} |")
+
+    if args.json:
+        rows = [dict(model=name, params=params[name], train_tok_s=train_tps[name], peak_train_mib=peak[name],
+                     gen_tok_s_cache=gen_tps[name, True], gen_tok_s_no_cache=gen_tps[name, False],
+                     gen_tok_s_static_compiled=compiled.get(name, {}).get("tok_s"), device=device.type, preset=args.preset)
+                for name in names]
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
 
     ratio = train_tps["ropegpt"] / train_tps["llama"]
     memory = peak["ropegpt"] / peak["llama"]

@@ -1,7 +1,7 @@
 """RopeGPT and the LSTM baseline, registered with transformers' Auto classes on import.
 
     import modeling
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model("ropegpt", **modeling.PRESETS["tiny"]))
     model.save_pretrained("out")  # writes auto_map and copies the modeling files beside the weights
 
@@ -10,7 +10,7 @@ The saved folder then loads anywhere with `trust_remote_code=True`, without this
 """
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_lstm_lm import LstmLMConfig
 from .configuration_ropegpt import PRESETS, RopeGPTConfig
@@ -24,6 +24,9 @@ for _config, _model in ((RopeGPTConfig, RopeGPTForCausalLM), (LstmLMConfig, Lstm
     # save_pretrained then writes auto_map into config.json and copies the .py files beside the weights
     _config.register_for_auto_class()
     _model.register_for_auto_class("AutoModelForCausalLM")
+# the base model (hidden states, no head) for AutoModel users: probing, embeddings, custom heads
+AutoModel.register(RopeGPTConfig, RopeGPTModel, exist_ok=True)
+RopeGPTModel.register_for_auto_class("AutoModel")
 
 
 def preset_parameter_counts() -> dict[str, int]:

@@ -7,6 +7,7 @@ This file travels to the Hub beside the weights (remote code), so it imports not
 """
 
 from transformers import PreTrainedConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 # Presets are data, not code paths. Parameter counts (tied embeddings, GELU MLP, LayerNorm and biases):
 # tiny 1.8M, small 23.1M (the Tatar course model), medium 69.3M, base 123.6M (GPT-2 small without its
@@ -32,13 +33,17 @@ PRESETS = {
 
 NORM_TYPES = ("layernorm", "rmsnorm")
 MLP_TYPES = ("gelu", "swiglu")
+# "default" is plain RoPE; the others stretch a trained model's context with transformers' own RoPE functions
+ROPE_TYPES = ("default", *ROPE_INIT_FUNCTIONS)
 
 
 class RopeGPTConfig(PreTrainedConfig):
     """Hyper-parameters of RopeGPT, with Hugging Face field names (defaults: the `small` preset).
 
     `rope_theta=...` is accepted and standardised by transformers into
-    `rope_parameters = {"rope_type": "default", "rope_theta": ...}`; only the default RoPE type is implemented.
+    `rope_parameters = {"rope_type": "default", "rope_theta": ...}`. To run a trained model past the context it
+    was trained for, set another RoPE type from `ROPE_TYPES`, e.g.
+    `rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}` (or "linear", "dynamic", ...).
     Special token ids default to the project's tokenizers: <pad> 0, <unk> 1, <bos> 2, <eos> 3.
     """
 
@@ -84,8 +89,12 @@ class RopeGPTConfig(PreTrainedConfig):
         if self.mlp_type not in MLP_TYPES:
             raise ValueError(f"mlp_type must be one of {MLP_TYPES}, got {self.mlp_type!r}")
         rope_type = (self.rope_parameters or {}).get("rope_type", "default")
-        if rope_type != "default":
-            raise ValueError(f"only rope_type 'default' is implemented, got {rope_type!r}")
+        if rope_type not in ROPE_TYPES:
+            raise ValueError(f"rope_parameters: rope_type must be one of {ROPE_TYPES}, got {rope_type!r}")
+        try:  # transformers' own check of the keys each type needs ("factor" for yarn, ...)
+            self.validate_rope()
+        except KeyError as error:
+            raise ValueError(f"rope_parameters: {error.args[0]}") from None
         for name in ("vocab_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

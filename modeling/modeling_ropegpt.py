@@ -10,6 +10,7 @@ Shapes: B batch, T query length, S key length (cache included), C width, nh head
 """
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +18,13 @@ from torch import nn
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.utils import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_ropegpt import RopeGPTConfig
 
@@ -46,29 +50,42 @@ class RopeGPTNorm(nn.Module):
 
 
 class RopeGPTRotaryEmbedding(nn.Module):
-    """cos/sin tables for the positions asked for, computed in float32 (bf16 angles drift after a few hundred steps)."""
+    """cos/sin tables for the positions asked for, computed in float32 (bf16 angles drift after a few hundred steps).
+
+    `config.rope_parameters["rope_type"]` picks the frequencies: "default" (theta only) or any of transformers'
+    `ROPE_INIT_FUNCTIONS` ("linear", "dynamic", "yarn", "longrope", "llama3", ...), which stretch a trained
+    model's context; "dynamic" and "longrope" recompute them as the sequence grows (`dynamic_rope_update`).
+    """
 
     def __init__(self, config: RopeGPTConfig):
         super().__init__()
-        # Non-persistent: it is derived from the config, so `_init_weights` recomputes it after meta-device loading
-        # (transformers 5 refills non-persistent buffers with garbage when it builds the model on the meta device).
-        self.inv_freq = nn.Buffer(self.compute_inv_freq(config), persistent=False)
         self.config = config
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        self.rope_type = config.rope_parameters["rope_type"]
+        self.rope_init_fn: Callable = (
+            self.compute_default_rope_parameters if self.rope_type == "default" else ROPE_INIT_FUNCTIONS[self.rope_type]
+        )
+        inv_freq, self.attention_scaling = self.rope_init_fn(config)
+        # Non-persistent: derived from the config, so `_init_weights` recomputes them after meta-device loading
+        # (transformers 5 refills non-persistent buffers with garbage when it builds the model on the meta device).
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)  # (hs/2,)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)  # what "dynamic" resets to
 
     @staticmethod
-    def compute_inv_freq(config: RopeGPTConfig) -> torch.Tensor:
-        theta = (config.rope_parameters or {}).get("rope_theta", 10_000.0)
-        dim = config.head_dim
-        return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))  # (hs/2,)
+    def compute_default_rope_parameters(config: RopeGPTConfig, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+        """Plain RoPE frequencies theta^(-2i/hs), and no scaling of cos/sin (the signature of ROPE_INIT_FUNCTIONS)."""
+        theta, dim = config.rope_parameters["rope_theta"], config.head_dim
+        return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim)), 1.0
 
     @torch.no_grad()
+    @dynamic_rope_update
     def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq = self.inv_freq
-        if inv_freq.dtype != torch.float32:  # `model.to(torch.bfloat16)` rounded it: rebuild it exactly
-            inv_freq = self.compute_inv_freq(self.config).to(inv_freq.device)
-        freqs = position_ids[..., None].float() * inv_freq  # (B, T, hs/2)
+        if self.inv_freq.dtype != torch.float32:  # `model.to(torch.bfloat16)` rounded them: rebuild them exactly
+            inv_freq, _ = self.rope_init_fn(self.config, x.device)
+            self.inv_freq, self.original_inv_freq = inv_freq, inv_freq.clone()
+        freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, hs/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, hs)
-        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(x.dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -83,25 +100,14 @@ def apply_rotary_pos_emb(q, k, cos, sin):
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Plain-matmul attention: the reference that the SDPA path is tested against. Returns (B, T, nh, hs)."""
+    """Plain-matmul attention: the reference the other kernels are tested against, and the only one that can
+    return the attention weights (`output_attentions=True`). Returns (B, T, nh, hs) and (B, nh, T, S)."""
     att = (query @ key.transpose(-2, -1)) * scaling  # (B, nh, T, S)
     if attention_mask is not None:
         att = att + attention_mask
     att = F.softmax(att, dim=-1, dtype=torch.float32).to(query.dtype)
     att = F.dropout(att, p=dropout, training=module.training)
     return (att @ value).transpose(1, 2), att
-
-
-def sdpa_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """torch's fused attention. No mask means "plain causal" (T == S) or "a single new token" (T == 1)."""
-    is_causal = attention_mask is None and query.shape[2] > 1  # the flag lets SDPA pick its flash/efficient kernels
-    y = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout, is_causal=is_causal, scale=scaling
-    )  # (B, nh, T, hs)
-    return y.transpose(1, 2), None
-
-
-ATTENTION_FUNCTIONS = {"eager": eager_attention_forward, "sdpa": sdpa_attention_forward}
 
 
 class RopeGPTAttention(nn.Module):
@@ -124,11 +130,12 @@ class RopeGPTAttention(nn.Module):
         q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, nh, S, hs)
-        implementation = self.config._attn_implementation or "sdpa"
-        attention = ATTENTION_FUNCTIONS.get(implementation) or ALL_ATTENTION_FUNCTIONS[implementation]
+        # Resolved on every call through transformers' registry, so `model.set_attn_implementation(...)` switches
+        # kernels at run time (sdpa, eager, flash_attention_2, flex_attention, or any registered kernel).
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         dropout = self.config.attention_dropout if self.training else 0.0
-        y, _ = attention(self, q, k, v, attention_mask, scaling=self.scaling, dropout=dropout, **kwargs)
-        return self.o_proj(y.reshape(B, T, C))  # (B, T, nh, hs) -> (B, T, C)
+        y, weights = attention(self, q, k, v, attention_mask, scaling=self.scaling, dropout=dropout, **kwargs)
+        return self.o_proj(y.reshape(B, T, C)), weights  # (B, T, nh, hs) -> (B, T, C); weights for output_attentions
 
 
 class RopeGPTMLP(nn.Module):
@@ -162,7 +169,7 @@ class RopeGPTBlock(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, hidden_states, position_embeddings, attention_mask=None, past_key_values=None, **kwargs):
-        attn = self.self_attn(
+        attn, _ = self.self_attn(
             self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
         )
         hidden_states = hidden_states + self.dropout(attn)
@@ -178,6 +185,11 @@ class RopeGPTPreTrainedModel(PreTrainedModel):
     _skip_keys_device_placement = ["past_key_values"]
     _supports_sdpa = True
     _supports_flash_attn = True  # through transformers' integration, when `flash_attn` is installed
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True  # no host syncs in forward: static cache + torch.compile(fullgraph=True) work
+    # `output_hidden_states` / `output_attentions` are recorded by hooks on these modules (`capture_outputs`)
+    _can_record_outputs = {"hidden_states": RopeGPTBlock, "attentions": RopeGPTAttention}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -197,29 +209,9 @@ class RopeGPTPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, RopeGPTRotaryEmbedding):
-            init.copy_(module.inv_freq, module.compute_inv_freq(self.config))
-
-
-def make_attention_mask(attention_mask, query_length, past_length, dtype, implementation):
-    """The mask each attention kernel wants, or None when the kernel can apply causality on its own.
-
-    `attention_mask` is the (B, S) padding mask (1 = token, 0 = padding) or None. FlashAttention takes it as is.
-    Otherwise the result is an additive (B or 1, 1, T, S) float mask filled with finfo(dtype).min rather than -inf,
-    so rows that see only padding (left-padded prompts) give a uniform softmax instead of NaN.
-    """
-    key_length = past_length + query_length
-    has_padding = attention_mask is not None and not bool(attention_mask[:, :key_length].all())
-    if "flash" in implementation:
-        return attention_mask if has_padding else None
-    if not has_padding and (query_length == 1 or (query_length == key_length and implementation == "sdpa")):
-        return None
-    device = attention_mask.device if attention_mask is not None else None
-    query_pos = torch.arange(past_length, key_length, device=device)
-    allowed = torch.arange(key_length, device=device) <= query_pos[:, None]  # (T, S)
-    allowed = allowed[None, None]  # (1, 1, T, S)
-    if has_padding:
-        allowed = allowed & attention_mask[:, None, None, :key_length].bool()  # (B, 1, T, S)
-    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+            inv_freq, _ = module.rope_init_fn(module.config)
+            init.copy_(module.inv_freq, inv_freq)
+            init.copy_(module.original_inv_freq, inv_freq)
 
 
 class RopeGPTModel(RopeGPTPreTrainedModel):
@@ -234,6 +226,7 @@ class RopeGPTModel(RopeGPTPreTrainedModel):
         self.rotary_emb = RopeGPTRotaryEmbedding(config)
         self.post_init()
 
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -244,6 +237,10 @@ class RopeGPTModel(RopeGPTPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        """`attention_mask`: the (B, S) padding mask, or a ready 4-D mask. Rows packing several documents are told
+        apart by `position_ids` restarting at 0 (transformers' `DataCollatorWithFlattening`): with no padding mask,
+        each document then attends only to itself. `output_hidden_states`, `output_attentions` and `return_dict`
+        are handled by `capture_outputs`."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -253,22 +250,32 @@ class RopeGPTModel(RopeGPTPreTrainedModel):
             use_cache = self.config.use_cache and not self.training
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
-
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        T = inputs_embeds.shape[1]
         if position_ids is None:
             # without a padding mask, positions simply continue from the cache; `generate` passes position_ids
             # computed from the mask for left-padded prompts, so each row's first real token gets position 0
-            position_ids = torch.arange(past_length, past_length + T, device=inputs_embeds.device)[None]  # (1, T)
-        mask = make_attention_mask(
-            attention_mask, T, past_length, inputs_embeds.dtype, self.config._attn_implementation or "sdpa"
+            past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
+
+        # transformers builds the mask each kernel wants (None where SDPA's is_causal suffices, padding, packed
+        # documents, static caches longer than the sequence), without host syncs, so the forward compiles whole
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
         )
         position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
 
         hidden_states = self.dropout(inputs_embeds)
         for layer in self.layers:
             hidden_states = layer(
-                hidden_states, position_embeddings, attention_mask=mask, past_key_values=past_key_values, **kwargs
+                hidden_states,
+                position_embeddings,
+                attention_mask=mask,
+                past_key_values=past_key_values,
+                position_ids=position_ids,  # FlashAttention reads packed documents from it
+                **kwargs,
             )
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values)
 
@@ -313,7 +320,13 @@ class RopeGPTForCausalLM(RopeGPTPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
 
 __all__ = ["RopeGPTForCausalLM", "RopeGPTModel", "RopeGPTPreTrainedModel"]

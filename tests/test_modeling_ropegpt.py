@@ -143,8 +143,10 @@ def test_sdpa_matches_eager_with_and_without_padding():
     with torch.no_grad():
         assert (sdpa(ids).logits - eager(ids).logits).abs().max() < ATOL
         a, b = sdpa(ids, attention_mask=mask).logits, eager(ids, attention_mask=mask).logits
-    assert torch.isfinite(a).all() and torch.isfinite(b).all()  # all-padding rows: finfo.min, not -inf
-    assert (a - b).abs().max() < ATOL
+    assert torch.isfinite(a).all() and torch.isfinite(b).all()  # all-padding rows: no NaN in either kernel
+    # what a padding position attends to differs between kernels (as in Llama) and is never read: compare tokens
+    real = mask.bool()
+    assert (a[real] - b[real]).abs().max() < ATOL
 
 
 def greedy_by_recomputation(model, ids, new_tokens):
@@ -312,7 +314,8 @@ def test_invalid_configs_raise_one_line_value_error():
         dict(hidden_size=12, num_attention_heads=4),  # head dim 3: odd
         dict(norm_type="batchnorm"),
         dict(mlp_type="relu"),
-        dict(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}),
+        dict(rope_parameters={"rope_type": "su_perscaled", "rope_theta": 1e4}),  # not a RoPE type transformers has
+        dict(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4}),  # yarn needs its "factor"
     ]
     for fields in cases:
         with pytest.raises(ValueError) as info:
