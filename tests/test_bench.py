@@ -6,6 +6,7 @@ against the models' real matmul weights.
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -57,12 +58,19 @@ def test_bench_gpu_code_path_on_cpu():
 
 
 @pytest.mark.slow
-def test_bench_model_prints_ours_beside_llama():
+def test_bench_model_prints_ours_beside_llama(tmp_path):
     lines = run_bench("bench/bench_model.py", "--preset", "tiny", "--batch", "2", "--block", "64", "--steps", "2",
-                      "--reps", "1", "--new-tokens", "8", "--prompt", "8")  # fmt: skip
+                      "--reps", "1", "--new-tokens", "8", "--prompt", "8", "--json", str(tmp_path / "rows.json"))  # fmt: skip
     models = [line.split("|")[1].strip() for line in lines]
     assert {"ropegpt", "ropegpt-llama-arch", "llama"} <= set(models)
     assert any(line.startswith("| training throughput >= Llama's") for line in lines)
+    # static cache + torch.compile(fullgraph=True): both models compile and give the dynamic cache's greedy tokens
+    static = [line for line in lines if line.count("|") == 7 and line.rstrip(" |").endswith(("yes", "NO"))]
+    assert [line.split("|")[1].strip() for line in static] == ["ropegpt", "llama"]
+    assert all(line.rstrip(" |").endswith("yes") for line in static)
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [row["model"] for row in rows] == ["ropegpt", "ropegpt-llama-arch", "llama"]
+    assert rows[0]["gen_tok_s_static_compiled"] > 0
 
 
 @pytest.mark.slow
