@@ -32,7 +32,7 @@ PRESETS = {
 }
 
 NORM_TYPES = ("layernorm", "rmsnorm")
-MLP_TYPES = ("gelu", "swiglu")
+MLP_TYPES = ("gelu", "swiglu", "relu2")
 # "default" is plain RoPE; the others stretch a trained model's context with transformers' own RoPE functions
 ROPE_TYPES = ("default", *ROPE_INIT_FUNCTIONS)
 
@@ -64,6 +64,10 @@ class RopeGPTConfig(PreTrainedConfig):
     hidden_dropout: float = 0.0
     attention_dropout: float = 0.0
     initializer_range: float = 0.02
+    # Speedrun-style switches (modded-nanogpt, nanochat); all off by default, so older checkpoints load unchanged.
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before RoPE: bounded logits, higher LRs
+    zero_init_projections: bool = False  # each block starts as the identity: attention and MLP outputs start at 0
+    logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap), so no logit outgrows the cap
     tie_word_embeddings: bool = True
     use_cache: bool = True
     pad_token_id: int | None = 0
@@ -98,6 +102,8 @@ class RopeGPTConfig(PreTrainedConfig):
         for name in ("vocab_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.logit_softcap < 0:
+            raise ValueError(f"logit_softcap must be 0 (off) or positive, got {self.logit_softcap}")
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")

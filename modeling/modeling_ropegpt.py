@@ -127,6 +127,8 @@ class RopeGPTAttention(nn.Module):
         B, T, C = hidden_states.shape
         qkv = self.qkv_proj(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.transpose(1, 3).unbind(dim=2)  # 3 x (B, nh, T, hs), views: no copies
+        if self.config.qk_norm:  # unit-RMS queries and keys: attention logits cannot blow up early in training
+            q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
         q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, nh, S, hs)
@@ -139,10 +141,11 @@ class RopeGPTAttention(nn.Module):
 
 
 class RopeGPTMLP(nn.Module):
-    """GELU MLP (GPT-2) or SwiGLU (Llama); SwiGLU's gate and up projections are fused into one matmul."""
+    """GELU MLP (GPT-2), SwiGLU (Llama; gate and up fused into one matmul) or ReLU² (relu(x)^2: the speedruns')."""
 
     def __init__(self, config: RopeGPTConfig):
         super().__init__()
+        self.mlp_type = config.mlp_type
         self.swiglu = config.mlp_type == "swiglu"
         width = 2 * config.intermediate_size if self.swiglu else config.intermediate_size
         self.up_proj = nn.Linear(config.hidden_size, width, bias=config.bias)
@@ -154,6 +157,8 @@ class RopeGPTMLP(nn.Module):
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             return self.down_proj(F.silu(gate) * up)
+        if self.mlp_type == "relu2":
+            return self.down_proj(F.relu(h).square())
         return self.down_proj(F.gelu(h, approximate="tanh"))
 
 
@@ -196,10 +201,15 @@ class RopeGPTPreTrainedModel(PreTrainedModel):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             # GPT-2: each residual branch adds to the stream, so its output projection is scaled down by the
-            # number of additions (2 per layer) to keep the residual variance independent of depth
-            if getattr(module, "is_residual_projection", False):
+            # number of additions (2 per layer) to keep the residual variance independent of depth; the speedruns
+            # start them at zero instead (every block the identity), which their optimizers move off at once
+            residual = getattr(module, "is_residual_projection", False)
+            if residual:
                 std = std / math.sqrt(2 * self.config.num_hidden_layers)
-            init.normal_(module.weight, mean=0.0, std=std)
+            if residual and self.config.zero_init_projections:
+                init.zeros_(module.weight)
+            else:
+                init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -317,6 +327,8 @@ class RopeGPTForCausalLM(RopeGPTPreTrainedModel, GenerationMixin):
         )
         # generate asks only for the last position: skip projecting the whole prompt onto the vocabulary
         logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))  # (B, T, V)
+        if self.config.logit_softcap:
+            logits = self.config.logit_softcap * torch.tanh(logits / self.config.logit_softcap)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)

@@ -123,7 +123,21 @@ class DataArguments:
 
 @dataclass
 class RunArguments:
-    """What the run does besides optimising: samples and early stopping (the Hub: --push_to_hub, --hub_model_id)."""
+    """The optimizer beyond TrainingArguments' AdamW, samples and early stopping (Hub: --push_to_hub, --hub_model_id)."""
+
+    optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "adamw: Trainer's AdamW for every parameter. muon: torch.optim.Muon for the 2-D hidden matrices "
+            "(attention and MLP projections) and AdamW for embeddings, head, norms and biases (training/optim.py).",
+            "choices": ["adamw", "muon"],
+        },
+    )
+    muon_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of the Muon groups (on AdamW's scale); default: --learning_rate."},
+    )
+    muon_momentum: float = field(default=0.95, metadata={"help": "Muon's Nesterov momentum."})
 
     sample_prompts: list[str] = field(
         default_factory=lambda: ["Князь Андрей", "Наташа", "Война"],

@@ -26,6 +26,7 @@ from .arguments import ArgumentsError, DataArguments, RunArguments
 from .callbacks import SampleCallback
 from .checkpoints import resolve_resume
 from .evaluation import TokenNLL, compute_metrics
+from .optim import MuonWithAdamW, muon_param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,23 @@ def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: Tra
 
 
 class CLMTrainer(Trainer):
-    """Trainer that stops at once, naming the step, when the loss stops being a finite number."""
+    """Trainer that stops at once, naming the step, when the loss stops being a finite number, and that builds
+    Muon + AdamW when `run_args.optimizer == "muon"` (through `create_optimizer`, the hook Trainer documents)."""
+
+    def __init__(self, *args, run_args: RunArguments | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.run_args = run_args or RunArguments()
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None or self.run_args.optimizer != "muon":
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        lr = self.args.learning_rate
+        groups = muon_param_groups(model, set(self.get_decay_parameter_names(model)), self.args.weight_decay, lr,
+                                   self.run_args.muon_learning_rate or lr)  # fmt: skip
+        self.optimizer = MuonWithAdamW(groups, lr=lr, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                       eps=self.args.adam_epsilon, momentum=self.run_args.muon_momentum)  # fmt: skip
+        return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -173,6 +190,7 @@ def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, ru
         preprocess_logits_for_metrics=TokenNLL(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        run_args=run_args,
     )
     samples.tensorboard = next(
         (cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TensorBoardCallback)), None

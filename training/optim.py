@@ -1,0 +1,81 @@
+"""Muon for the hidden weight matrices and AdamW for everything else, as the one optimizer Trainer drives.
+
+    accelerate launch train_clm.py recipes/tolstoy_tiny.yaml --optimizer muon --muon_learning_rate 0.02
+
+The GPT-2 speedruns and nanochat train a transformer's 2-D hidden matrices (attention and MLP projections) with
+Muon (momentum, then the update orthogonalised by Newton-Schulz iterations: `torch.optim.Muon`) and the rest
+(embeddings, the head, norms, biases) with AdamW, which Muon cannot handle. Trainer expects one optimizer object,
+so `MuonWithAdamW` holds both and shows their parameter groups as its own: Trainer's learning-rate schedule scales
+every group, gradient clipping, DDP, checkpoints and resume (`state_dict`/`load_state_dict`) work unchanged.
+`CLMTrainer.create_optimizer` (training/run.py) builds it, through the hook Trainer documents for that.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def hidden_matrix_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The 2-D weights Muon should train: every matrix except the token/position embeddings and the output head
+    (which are lookup tables and a classifier, not hidden linear maps). Works for any causal LM: RopeGPT's fused
+    projections, Llama's q/k/v/o/gate/up/down, GPT-2's Conv1D weights."""
+    excluded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        excluded.add(id(head.weight))
+    return [p for p in model.parameters() if p.requires_grad and p.ndim == 2 and id(p) not in excluded]
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """`torch.optim.Muon` over the groups marked `use_muon`, `torch.optim.AdamW` over the others, as one optimizer.
+
+    Both inner optimizers work on the very group dicts listed in `self.param_groups`, so a scheduler that sets
+    `group["lr"]` reaches them. Muon's step is scaled to AdamW's update size (`adjust_lr_fn="match_rms_adamw"`), so
+    its learning rate lives on AdamW's scale; each Muon group starts at its own `lr` (`--muon_learning_rate`).
+    """
+
+    def __init__(self, param_groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
+                 momentum: float = 0.95):  # fmt: skip
+        muon_groups = [g for g in param_groups if g.get("use_muon")]
+        adamw_groups = [g for g in param_groups if not g.get("use_muon")]
+        self.muon = torch.optim.Muon(muon_groups, lr=lr, momentum=momentum, adjust_lr_fn="match_rms_adamw")
+        self.adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
+        super().__init__([{"params": []}], {"lr": lr})  # placeholders; the real groups are the inner ones
+        self._link()
+
+    def _link(self) -> None:
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.muon.step()
+        self.adamw.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+        self._link()  # loading replaces the inner group dicts: show the new ones
+
+
+def muon_param_groups(model: nn.Module, decay_names: set[str], weight_decay: float, lr: float,
+                      muon_lr: float) -> list[dict]:  # fmt: skip
+    """Trainer's two groups (with and without weight decay), each split into a Muon part and an AdamW part."""
+    muon_ids = {id(p) for p in hidden_matrix_parameters(model)}
+    groups = []
+    for use_muon in (True, False):
+        for decay in (True, False):
+            params = [p for n, p in model.named_parameters()
+                      if p.requires_grad and (id(p) in muon_ids) == use_muon and (n in decay_names) == decay]  # fmt: skip
+            if params:
+                groups.append({"params": params, "use_muon": use_muon, "lr": muon_lr if use_muon else lr,
+                               "weight_decay": weight_decay if decay else 0.0})  # fmt: skip
+    return groups
