@@ -17,6 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
 
 import modeling
 from modeling import PRESETS, RopeGPTConfig, RopeGPTForCausalLM
+from modeling.modeling_ropegpt import apply_rotary_pos_emb
 
 ATOL = 1e-5
 
@@ -336,3 +337,75 @@ def test_preset_parameter_counts():
     small = RopeGPTConfig.from_preset("small", vocab_size=1000)
     assert (small.num_hidden_layers, small.num_attention_heads, small.hidden_size, small.vocab_size) == (6, 8, 512, 1000)
     assert (small.pad_token_id, small.unk_token_id, small.bos_token_id, small.eos_token_id) == (0, 1, 2, 3)
+
+
+# ---------------------------------------------------------------- speedrun switches (config fields, off by default)
+
+SWITCHES = dict(mlp_type="relu2", qk_norm=True, zero_init_projections=True, logit_softcap=5.0)
+
+
+def test_relu2_mlp_is_relu_squared():
+    model = tiny_model(mlp_type="relu2")
+    mlp = model.model.layers[0].mlp
+    x = torch.randn(2, 5, 32)
+    with torch.no_grad():
+        expected = mlp.down_proj(torch.relu(mlp.up_proj(x)) ** 2)
+        assert torch.allclose(mlp(x), expected, atol=1e-6)
+
+
+def test_qk_norm_attention_matches_its_eager_reference():
+    """Queries and keys RMS-normalised per head before RoPE, written out by hand, against both kernels."""
+    for implementation in ("eager", "sdpa"):
+        model = tiny_model(attn_implementation=implementation, qk_norm=True, initializer_range=0.3)
+        attn = model.model.layers[0].self_attn
+        x, ids = torch.randn(1, 7, 32), torch.arange(7)[None]
+        with torch.no_grad():
+            q, k, v = attn.qkv_proj(x).view(1, 7, 3, 4, 8).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+            q = q / q.pow(2).mean(-1, keepdim=True).add(torch.finfo(q.dtype).eps).sqrt()
+            k = k / k.pow(2).mean(-1, keepdim=True).add(torch.finfo(k.dtype).eps).sqrt()
+            cos, sin = model.model.rotary_emb(x, ids)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            causal = torch.full((7, 7), torch.finfo(torch.float32).min).triu(1)[None, None]  # (1, 1, T, S)
+            scores = (q @ k.transpose(-2, -1)) / 8**0.5 + causal
+            expected = attn.o_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(1, 7, 32))
+            out, _ = attn(x, (cos, sin), attention_mask=causal)
+        assert (out - expected).abs().max() < ATOL, implementation
+        plain = tiny_model(attn_implementation=implementation, initializer_range=0.3)
+        with torch.no_grad():  # the same weights without the switch: it did something
+            assert (plain.model.layers[0].self_attn(x, (cos, sin), attention_mask=causal)[0] - out).abs().max() > 1e-3
+
+
+def test_zero_init_projections_start_every_block_as_the_identity():
+    model = tiny_model(zero_init_projections=True)
+    for layer in model.model.layers:
+        assert layer.self_attn.o_proj.weight.abs().max() == 0 and layer.mlp.down_proj.weight.abs().max() == 0
+        assert layer.self_attn.qkv_proj.weight.std() > 0  # only the output projections
+    ids = random_ids()
+    with torch.no_grad():
+        expected = model.lm_head(model.model.norm(model.model.embed_tokens(ids)))  # blocks add nothing yet
+        assert (model(ids).logits - expected).abs().max() < ATOL
+
+
+def test_logit_softcap_bounds_the_logits():
+    capped = tiny_model(logit_softcap=1.0, initializer_range=0.3)
+    raw = tiny_model(initializer_range=0.3)
+    ids = random_ids()
+    with torch.no_grad():
+        a, b = capped(ids).logits, raw(ids).logits
+    assert b.abs().max() > 2.0 and a.abs().max() <= 1.0
+    assert torch.allclose(a, torch.tanh(b), atol=1e-6)
+
+
+def test_switches_survive_save_and_load_in_a_fresh_process(tmp_path):
+    text = "Все счастливые семьи похожи друг на друга."
+    tokenizer = char_tokenizer(text)
+    model = tiny_model(vocab_size=len(tokenizer), tie_word_embeddings=False, **SWITCHES).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)  # move the zero-initialised projections off zero
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    for _ in range(3):
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    round_trip_in_fresh_process(model.eval(), tokenizer, tmp_path, prompt="Все счаст")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert {k: config[k] for k in SWITCHES} == SWITCHES

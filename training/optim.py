@@ -39,13 +39,18 @@ class MuonWithAdamW(torch.optim.Optimizer):
                  momentum: float = 0.95):  # fmt: skip
         muon_groups = [g for g in param_groups if g.get("use_muon")]
         adamw_groups = [g for g in param_groups if not g.get("use_muon")]
-        self.muon = torch.optim.Muon(muon_groups, lr=lr, momentum=momentum, adjust_lr_fn="match_rms_adamw")
-        self.adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
-        super().__init__([{"params": []}], {"lr": lr})  # placeholders; the real groups are the inner ones
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        if muon_groups:
+            self.optimizers["muon"] = torch.optim.Muon(
+                muon_groups, lr=lr, momentum=momentum, adjust_lr_fn="match_rms_adamw"
+            )
+        if adamw_groups:
+            self.optimizers["adamw"] = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
+        super().__init__([{"params": []}], {"lr": lr})  # a placeholder: the real groups are the inner ones
         self._link()
 
     def _link(self) -> None:
-        self.param_groups = self.muon.param_groups + self.adamw.param_groups
+        self.param_groups = [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -53,16 +58,16 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.muon.step()
-        self.adamw.step()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
         return loss
 
     def state_dict(self) -> dict:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+        return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.muon.load_state_dict(state_dict["muon"])
-        self.adamw.load_state_dict(state_dict["adamw"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state_dict[name])
         self._link()  # loading replaces the inner group dicts: show the new ones
 
 

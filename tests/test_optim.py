@@ -1,0 +1,125 @@
+"""--optimizer muon: which parameters Muon trains, one optimizer object for Trainer (schedule, clipping, state),
+and exact resume from its saved state.
+
+    .venv/bin/python -m pytest tests/test_optim.py -q
+"""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+from modeling import RopeGPTForCausalLM
+from test_modeling_ropegpt import random_ids, tiny_config
+from training.arguments import RunArguments
+from training.optim import MuonWithAdamW, hidden_matrix_parameters
+from training.run import CLMTrainer
+
+
+def names_of(model, params) -> set[str]:
+    ids = {id(p) for p in params}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_muon_takes_the_hidden_matrices_of_ropegpt(tied):
+    model = RopeGPTForCausalLM(tiny_config(tie_word_embeddings=tied))
+    chosen = names_of(model, hidden_matrix_parameters(model))
+    expected = {f"model.layers.{i}.{m}.weight" for i in range(2)
+                for m in ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj")}  # fmt: skip
+    assert chosen == expected  # never the embedding, the head, norms or biases
+
+
+def test_muon_takes_the_hidden_matrices_of_llama_and_gpt2():
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, tie_word_embeddings=False))  # fmt: skip
+    assert names_of(llama, hidden_matrix_parameters(llama)) == {
+        f"model.layers.0.{m}.weight" for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                               "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+    }  # fmt: skip
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4, n_positions=64))
+    assert names_of(gpt2, hidden_matrix_parameters(gpt2)) == {  # Conv1D matrices; wte and wpe are embeddings
+        f"transformer.h.0.{m}.weight" for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    }
+
+
+def muon_trainer(model, tmp_path, **overrides) -> CLMTrainer:
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-3, weight_decay=0.1, adam_beta2=0.99,
+                             report_to="none", use_cpu=True, **overrides)  # fmt: skip
+    run_args = RunArguments(optimizer="muon", muon_learning_rate=0.02, sample_prompts=[])
+    return CLMTrainer(model=model, args=args, run_args=run_args)
+
+
+def test_trainer_builds_one_optimizer_with_muon_and_adamw_groups(tmp_path):
+    model = RopeGPTForCausalLM(tiny_config(tie_word_embeddings=False))
+    optimizer = muon_trainer(model, tmp_path).create_optimizer()
+    assert isinstance(optimizer, MuonWithAdamW)
+    muon = [g for g in optimizer.param_groups if g["use_muon"]]
+    adamw = [g for g in optimizer.param_groups if not g["use_muon"]]
+    assert names_of(model, [p for g in muon for p in g["params"]]) == names_of(model, hidden_matrix_parameters(model))
+    assert {g["lr"] for g in muon} == {0.02} and {g["lr"] for g in adamw} == {3e-3}
+    # every parameter exactly once; weight decay on matrices only, never on norms and biases (Trainer's rule)
+    every = [p for g in optimizer.param_groups for p in g["params"]]
+    assert len(every) == len({id(p) for p in every}) == len(list(model.parameters()))
+    no_decay = names_of(model, [p for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]])
+    assert no_decay and all("norm" in n or n.endswith("bias") for n in no_decay)
+    assert optimizer.param_groups[0] is optimizer.optimizers["muon"].param_groups[0]  # a scheduler's lr reaches the inner ones
+
+
+def batches(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield torch.randint(4, 99, (4, 16), generator=generator)
+
+
+def train_steps(model, optimizer, scheduler, data, steps: int) -> None:
+    for _ in range(steps):
+        ids = next(data)
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+
+
+def test_schedule_reaches_both_optimizers_and_state_resumes_exactly(tmp_path):
+    def fresh():
+        torch.manual_seed(0)
+        model = RopeGPTForCausalLM(tiny_config()).train()
+        optimizer = muon_trainer(model, tmp_path).create_optimizer()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+        return model, optimizer, scheduler
+
+    model, optimizer, scheduler = fresh()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_steps(model, optimizer, scheduler, batches(), 6)
+    assert optimizer.optimizers["muon"].param_groups[0]["lr"] == pytest.approx(0.02 / 7)  # the schedule scaled Muon's groups
+    assert optimizer.optimizers["adamw"].param_groups[0]["lr"] == pytest.approx(3e-3 / 7)  # and AdamW's
+    for name, p in model.named_parameters():
+        assert not torch.equal(p, before[name]), name  # every parameter was trained by one of the two
+    straight = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    # stop after 3 steps, save model + optimizer + schedule, restore into fresh objects, do the other 3
+    data = batches()
+    model, optimizer, scheduler = fresh()
+    train_steps(model, optimizer, scheduler, data, 3)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+               tmp_path / "state.pt")  # fmt: skip
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)  # as Trainer loads its checkpoints
+    model, optimizer, scheduler = fresh()
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    assert optimizer.param_groups[0] is optimizer.optimizers["muon"].param_groups[0]  # still linked after loading
+    train_steps(model, optimizer, scheduler, data, 3)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p, straight[name], atol=1e-6), name
+
+
+def test_muon_update_is_orthogonalised():
+    """One Muon step on a matrix moves it by (nearly) an orthogonal matrix: singular values all alike."""
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.zeros(32, 64))
+    optimizer = MuonWithAdamW([{"params": [weight], "use_muon": True, "lr": 0.1, "weight_decay": 0.0}], lr=0.1)
+    weight.grad = torch.randn(32, 64) @ torch.diag(torch.logspace(0, 2, 64))  # badly conditioned gradient
+    optimizer.step()
+    singular = torch.linalg.svdvals(weight.detach())
+    assert singular.max() / singular.min() < 2.0  # the gradient's were 100:1 apart
