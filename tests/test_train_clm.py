@@ -204,10 +204,12 @@ def test_end_to_end_learns_and_loads_in_a_fresh_process(prepared, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_with_the_same_global_batch(prepared, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_two_processes_match_one_with_the_same_global_batch(prepared, tmp_path, optimizer):
     """accelerate launch with 2 CPU processes (gloo): world size 2, different batches per rank, same weights."""
     probe = ROOT / "tests" / "_train_probe.py"
-    common = ["--max_steps", "12", "--eval_steps", "12", "--save_steps", "12", "--learning_rate", "1e-3"]
+    common = ["--max_steps", "12", "--eval_steps", "12", "--save_steps", "12", "--learning_rate", "1e-3",
+              "--optimizer", optimizer]  # fmt: skip
     single = tmp_path / "single"
     one = train(run_args(prepared, single, *common, "--per_device_train_batch_size", "8"),
                 env={"PROBE_BATCHES": str(tmp_path / "single_batches")}, launcher=(sys.executable, str(probe)))  # fmt: skip
@@ -233,14 +235,18 @@ def test_two_processes_match_one_with_the_same_global_batch(prepared, tmp_path):
 
     a, b = load_file(single / "model.safetensors"), load_file(double / "model.safetensors")
     # float32 sums in a different order (gloo all-reduce vs one batch) differ by ~1e-7 per step; Adam's
-    # normalisation keeps updates near lr-sized, so after 12 steps the weights agree to well under 1e-4.
+    # normalisation keeps updates near lr-sized, so after 12 steps the weights agree to well under 1e-4. Muon's
+    # Newton-Schulz iteration amplifies those differences in the gradient's weakest directions (measured 1.8e-4);
+    # ranks that did not share gradients would differ by a whole update (~1e-3 a step, 1e-2 in all).
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-4, worst
+    assert worst < (1e-4 if optimizer == "adamw" else 1e-3), worst
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_matches_an_uninterrupted_run(prepared, tmp_path):
-    args = ["--max_steps", "40", "--eval_steps", "10", "--save_steps", "10", "--save_total_limit", "10"]
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(prepared, tmp_path, optimizer):
+    args = ["--max_steps", "40", "--eval_steps", "10", "--save_steps", "10", "--save_total_limit", "10",
+            "--optimizer", optimizer]  # fmt: skip
     straight = tmp_path / "straight"
     assert train(run_args(prepared, straight, *args)).returncode == 0
 
