@@ -123,3 +123,35 @@ def test_muon_update_is_orthogonalised():
     optimizer.step()
     singular = torch.linalg.svdvals(weight.detach())
     assert singular.max() / singular.min() < 2.0  # the gradient's were 100:1 apart
+
+
+# ---------------------------------------------------------------- --document_masking
+
+
+def test_document_masking_collator_restarts_positions_after_every_eos():
+    from training.run import DocumentMaskingCollator
+
+    eos = 3
+    blocks = [{"input_ids": torch.tensor([5, 6, 3, 7, 8, 9, 3, 4]), "attention_mask": torch.ones(8),
+               "labels": torch.tensor([5, 6, 3, 7, 8, 9, 3, 4])},
+              {"input_ids": torch.tensor([3, 5, 5, 5, 3, 0, 0, 0]), "attention_mask": torch.tensor([1] * 5 + [0] * 3),
+               "labels": torch.tensor([3, 5, 5, 5, 3, -100, -100, -100])}]  # fmt: skip
+    batch = DocumentMaskingCollator(eos)(blocks)
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3, 0], [0, 0, 1, 2, 3, 0, 1, 2]]
+    assert "attention_mask" not in batch and batch["labels"].shape == (2, 8) and batch["use_cache"] is False
+
+
+def test_document_masking_batch_gives_each_document_its_own_logits():
+    from training.run import DocumentMaskingCollator
+
+    torch.manual_seed(0)
+    model = RopeGPTForCausalLM(tiny_config(initializer_range=0.3)).eval()
+    docs = [random_ids(batch=1, length=n, seed=n)[0] for n in (5, 7)]
+    eos = torch.tensor([3])
+    block = torch.cat([docs[0], eos, docs[1], eos])  # two documents packed in one block
+    batch = DocumentMaskingCollator(3)([{"input_ids": block, "labels": block}])
+    with torch.no_grad():
+        packed = model(**batch).logits[0]  # as Trainer calls it, in eval mode as in evaluation
+        first = model(torch.cat([docs[0], eos])[None]).logits[0]
+        second = model(torch.cat([docs[1], eos])[None]).logits[0]
+    assert (packed - torch.cat([first, second])).abs().max() < 1e-5

@@ -384,3 +384,21 @@ def test_activation_checkpointing_and_tensorboard_logs(prepared, tmp_path):
     events = list((out / "runs").rglob("events.out.tfevents.*"))
     assert events and sum(e.stat().st_size for e in events) > 0
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 10
+
+
+@pytest.mark.slow
+def test_document_masking_run_trains_and_evaluates(prepared, tmp_path):
+    out = tmp_path / "run"
+    result = train(run_args(prepared, out, "--max_steps", "20", "--eval_steps", "20", "--save_steps", "20",
+                            "--document_masking", "true", "--optimizer", "muon"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(metrics["eval_bits_per_byte"]) and metrics["global_step"] == 20
+    assert json.loads((out / "run_args.json").read_text())["RunArguments"]["document_masking"] is True
+
+
+def test_document_masking_refuses_a_model_that_ignores_position_ids(prepared, tmp_path, capsys):
+    err = one_line_error(run_args(prepared, tmp_path / "o", "--model_type", "gpt2", "--preset", "",
+                                  "--config_overrides", "n_layer=1,n_head=2,n_embd=32", "--document_masking", "true"),
+                         capsys)  # fmt: skip
+    assert "--document_masking" in err and "gpt2" in err

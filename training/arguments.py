@@ -138,6 +138,13 @@ class RunArguments:
         metadata={"help": "Peak learning rate of the Muon groups (on AdamW's scale); default: --learning_rate."},
     )
     muon_momentum: float = field(default=0.95, metadata={"help": "Muon's Nesterov momentum."})
+    document_masking: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the documents packed into one block from attending to each other: position_ids restart "
+            "after every <eos> (for models that read packed position_ids: ropegpt, llama and its kin; not gpt2)."
+        },
+    )
 
     sample_prompts: list[str] = field(
         default_factory=lambda: ["Князь Андрей", "Наташа", "Война"],

@@ -165,8 +165,37 @@ class CLMTrainer(Trainer):
         return loss
 
 
+class DocumentMaskingCollator:
+    """Stacks blocks like `default_data_collator` and adds `position_ids` that restart at 0 after every `<eos>`,
+    dropping the padding mask: transformers' mask builder then reads each run of positions as its own document
+    (the padding-free format of `DataCollatorWithFlattening`), so no token attends across a document boundary.
+    A block's padded tail follows its last `<eos>` and is ignored by the loss (labels -100), so it needs no mask."""
+
+    def __init__(self, eos_token_id: int):
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = default_data_collator(features)
+        ids = batch["input_ids"]  # (B, T)
+        index = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        starts = torch.zeros_like(ids, dtype=torch.bool)
+        starts[:, 1:] = ids[:, :-1] == self.eos_token_id  # a document starts right after an <eos>
+        batch["position_ids"] = index - torch.where(starts, index, 0).cummax(dim=1).values
+        batch.pop("attention_mask", None)
+        # transformers reads packed documents only when no cache is passed: evaluation would otherwise build one
+        batch["use_cache"] = False
+        return batch
+
+
 def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, run_args: RunArguments) -> CLMTrainer:
     """A Trainer wired with our metrics (perplexity, bits per byte), samples and optional early stopping."""
+    if run_args.document_masking and model.config.model_type in ("gpt2", "lstm_lm"):
+        raise ArgumentsError(
+            f"--document_masking needs a model whose attention reads packed position_ids (ropegpt, llama, ...); "
+            f"{model.config.model_type} does not: drop --document_masking"
+        )
+    if run_args.document_masking and tokenizer.eos_token_id is None:
+        raise ArgumentsError("--document_masking finds documents by <eos>, and the tokenizer has no eos_token")
     samples = SampleCallback(
         tokenizer,
         run_args.sample_prompts,
@@ -186,7 +215,9 @@ def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, ru
         processing_class=tokenizer,
         # Blocks are already equal-length tensors with labels: stacking is all a batch needs (Trainer's
         # default for a tokenizer would run its padding logic over every batch).
-        data_collator=default_data_collator,
+        data_collator=(
+            DocumentMaskingCollator(tokenizer.eos_token_id) if run_args.document_masking else default_data_collator
+        ),
         preprocess_logits_for_metrics=TokenNLL(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
