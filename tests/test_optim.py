@@ -42,10 +42,10 @@ def test_muon_takes_the_hidden_matrices_of_llama_and_gpt2():
     }
 
 
-def muon_trainer(model, tmp_path, **overrides) -> CLMTrainer:
+def muon_trainer(model, tmp_path, run: dict | None = None, **overrides) -> CLMTrainer:
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-3, weight_decay=0.1, adam_beta2=0.99,
                              report_to="none", use_cpu=True, **overrides)  # fmt: skip
-    run_args = RunArguments(optimizer="muon", muon_learning_rate=0.02, sample_prompts=[])
+    run_args = RunArguments(**{"optimizer": "muon", "muon_learning_rate": 0.02, "sample_prompts": [], **(run or {})})
     return CLMTrainer(model=model, args=args, run_args=run_args)
 
 
@@ -69,6 +69,25 @@ def batches(seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     while True:
         yield torch.randint(4, 99, (4, 16), generator=generator)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_embedding_and_head_get_their_own_learning_rates(tmp_path, optimizer):
+    model = RopeGPTForCausalLM(tiny_config(tie_word_embeddings=False))
+    run = {"optimizer": optimizer, "embedding_learning_rate": 0.05, "head_learning_rate": 1e-3}
+    built = muon_trainer(model, tmp_path, run).create_optimizer()
+    rate = {name: g["lr"] for g in built.param_groups for name in names_of(model, g["params"])}
+    assert rate["model.embed_tokens.weight"] == 0.05 and rate["lm_head.weight"] == 1e-3
+    assert rate["model.layers.0.self_attn.qkv_proj.weight"] == (0.02 if optimizer == "muon" else 3e-3)
+    assert rate["model.norm.weight"] == 3e-3
+
+
+def test_head_learning_rate_needs_an_untied_head(tmp_path):
+    from training.arguments import ArgumentsError
+
+    model = RopeGPTForCausalLM(tiny_config())  # tied
+    with pytest.raises(ArgumentsError, match="tie_word_embeddings=false"):
+        muon_trainer(model, tmp_path, {"optimizer": "adamw", "head_learning_rate": 1e-3}).create_optimizer()
 
 
 def train_steps(model, optimizer, scheduler, data, steps: int) -> None:

@@ -138,6 +138,14 @@ class RunArguments:
         metadata={"help": "Peak learning rate of the Muon groups (on AdamW's scale); default: --learning_rate."},
     )
     muon_momentum: float = field(default=0.95, metadata={"help": "Muon's Nesterov momentum."})
+    embedding_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of the token embeddings; default: --learning_rate."}
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of an untied output head (tie_word_embeddings=false); default: "
+                  "--learning_rate."},  # fmt: skip
+    )
     document_masking: bool = field(
         default=False,
         metadata={

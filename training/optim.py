@@ -71,16 +71,27 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self._link()  # loading replaces the inner group dicts: show the new ones
 
 
-def muon_param_groups(model: nn.Module, decay_names: set[str], weight_decay: float, lr: float,
-                      muon_lr: float) -> list[dict]:  # fmt: skip
-    """Trainer's two groups (with and without weight decay), each split into a Muon part and an AdamW part."""
-    muon_ids = {id(p) for p in hidden_matrix_parameters(model)}
+def param_groups(model: nn.Module, decay_names: set[str], weight_decay: float, lr: float, *,
+                 muon_lr: float | None = None, embedding_lr: float | None = None,
+                 head_lr: float | None = None) -> list[dict]:  # fmt: skip
+    """Trainer's two groups (with and without weight decay), each split by role with that role's learning rate:
+    the hidden matrices (`use_muon`, when `muon_lr` is given), the token/position embeddings (`embedding_lr`),
+    the untied output head (`head_lr`), and the rest (`lr`). A role whose rate is None keeps `lr`."""
+    muon = {id(p) for p in hidden_matrix_parameters(model)} if muon_lr is not None else set()
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head = {id(head.weight)} - embeddings if head is not None else set()  # a tied head is the embedding
+
+    def role(p) -> str:
+        return "muon" if id(p) in muon else "embedding" if id(p) in embeddings else "head" if id(p) in head else "rest"
+
+    rates = {"muon": muon_lr, "embedding": embedding_lr, "head": head_lr, "rest": None}
     groups = []
-    for use_muon in (True, False):
+    for name in rates:
         for decay in (True, False):
             params = [p for n, p in model.named_parameters()
-                      if p.requires_grad and (id(p) in muon_ids) == use_muon and (n in decay_names) == decay]  # fmt: skip
+                      if p.requires_grad and role(p) == name and (n in decay_names) == decay]  # fmt: skip
             if params:
-                groups.append({"params": params, "use_muon": use_muon, "lr": muon_lr if use_muon else lr,
+                groups.append({"params": params, "use_muon": name == "muon", "lr": rates[name] or lr,
                                "weight_decay": weight_decay if decay else 0.0})  # fmt: skip
     return groups

@@ -26,7 +26,7 @@ from .arguments import ArgumentsError, DataArguments, RunArguments
 from .callbacks import SampleCallback
 from .checkpoints import resolve_resume
 from .evaluation import TokenNLL, compute_metrics
-from .optim import MuonWithAdamW, muon_param_groups
+from .optim import MuonWithAdamW, param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -138,21 +138,34 @@ def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: Tra
 
 class CLMTrainer(Trainer):
     """Trainer that stops at once, naming the step, when the loss stops being a finite number, and that builds
-    Muon + AdamW when `run_args.optimizer == "muon"` (through `create_optimizer`, the hook Trainer documents)."""
+    Muon + AdamW (`--optimizer muon`) or AdamW with per-role learning rates (`--embedding_learning_rate`,
+    `--head_learning_rate`) through `create_optimizer`, the hook Trainer documents for that."""
 
     def __init__(self, *args, run_args: RunArguments | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.run_args = run_args or RunArguments()
 
     def create_optimizer(self, model=None):
-        if self.optimizer is not None or self.run_args.optimizer != "muon":
+        r = self.run_args
+        per_role = r.optimizer == "muon" or r.embedding_learning_rate or r.head_learning_rate
+        if self.optimizer is not None or not per_role:
             return super().create_optimizer(model)
         model = self.model if model is None else model
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if r.head_learning_rate and (head is None or head.weight is model.get_input_embeddings().weight):
+            raise ArgumentsError("--head_learning_rate needs an untied head: add tie_word_embeddings=false to "
+                                 "--config_overrides, or give --embedding_learning_rate")  # fmt: skip
         lr = self.args.learning_rate
-        groups = muon_param_groups(model, set(self.get_decay_parameter_names(model)), self.args.weight_decay, lr,
-                                   self.run_args.muon_learning_rate or lr)  # fmt: skip
-        self.optimizer = MuonWithAdamW(groups, lr=lr, betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                       eps=self.args.adam_epsilon, momentum=self.run_args.muon_momentum)  # fmt: skip
+        groups = param_groups(
+            model, set(self.get_decay_parameter_names(model)), self.args.weight_decay, lr,
+            muon_lr=(r.muon_learning_rate or lr) if r.optimizer == "muon" else None,
+            embedding_lr=r.embedding_learning_rate, head_lr=r.head_learning_rate,
+        )  # fmt: skip
+        adam = dict(betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
+        if r.optimizer == "muon":
+            self.optimizer = MuonWithAdamW(groups, lr=lr, momentum=r.muon_momentum, **adam)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=lr, **adam)
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
