@@ -251,6 +251,7 @@ def build_corpus_with_manifest(args: CorpusArguments):
         "malformed_lines_skipped": info["malformed_lines_skipped"],
         "too_short_dropped": stats.too_short_dropped,
         "empty_dropped": stats.empty_dropped,
+        "libru_repairs": stats.libru_repairs,
         "versions": {"datasets": datasets.__version__},
     }
     return corpus, manifest
