@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             types=(ModelArguments, DataArguments, RunArguments, FinetuneArguments, TrainingArguments),
             default_recipe=RECIPES_DIR / "finetune_rugpt3_tolstoy.yaml",
             defaults=FINETUNE_DEFAULTS,
+            adjust_default_recipe=False,  # its recipe is a GPU run (fp16, 4x accumulation): only a bare command gets it
         )
         setup_process(training_args)
         hub_target = take_over_hub_push(training_args)

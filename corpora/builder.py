@@ -32,6 +32,7 @@ from .errors import CorpusError
 from .fetch import FetchError, fetch
 from .leipzig import leipzig_local_path, read_leipzig
 from .libru import TOLSTOY_CATALOGUE, decode_html, extract_libru_html, tolstoy_urls
+from .snapshot import SNAPSHOT_PATH, read_snapshot
 from .text_files import find_text_files, read_text_file
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class CorpusArguments:
     delay: float = field(default=1.0, metadata={"help": "Seconds between two requests to the same host."})
     timeout: float = field(default=30.0, metadata={"help": "Seconds before a connection or read gives up."})
     retries: int = field(default=3, metadata={"help": "Retries (with backoff) of read errors and 429/5xx answers."})
+    snapshot_fallback: bool = field(default=True, metadata={
+        "help": "For --source tolstoy: when the catalogue cannot be downloaded, say so in one line and use the "
+                "snapshot shipped in corpora/snapshot/ (false: an error instead)."})
 
     def __post_init__(self):
         self.inputs = list(self.inputs or [])
@@ -136,6 +140,8 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
             try:
                 text, record = _page_document(urls[name], args)
             except FetchError as error:
+                if error.status != 404 and args.snapshot_fallback:
+                    return _snapshot_rows(str(error), info)
                 if error.status != 404:
                     raise
                 logger.warning("skipping %s (%s): %s", name, TOLSTOY_CATALOGUE[name], error)
@@ -144,6 +150,8 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
             record["title"] = TOLSTOY_CATALOGUE[name]
             rows.append({"text": text, "source": record["source"]})
             info["sources"].append(record)
+        if not rows and args.snapshot_fallback:
+            return _snapshot_rows("every catalogue page answered 404", info)
         if not rows:
             raise CorpusError(f"none of the Tolstoy catalogue pages could be downloaded from {args.base_url or urls[name]}; "
                               "check --base_url, or use local files instead (--source text PATH)")
@@ -177,6 +185,15 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
             info["sources"].append(record)
     else:
         raise CorpusError(f"unknown --source {args.source}; choose tolstoy, libru, leipzig, text or hub")
+    return rows, info
+
+
+def _snapshot_rows(reason: str, info: dict) -> tuple[list[dict], dict]:
+    """The offline snapshot's rows and info, after one line saying why it replaces the catalogue."""
+    rows, records = read_snapshot()
+    logger.warning("the az.lib.ru catalogue cannot be downloaded (%s): using the offline Tolstoy snapshot "
+                   "corpora/snapshot/%s instead (%d works)", reason.split("; ")[0], SNAPSHOT_PATH.name, len(rows))
+    info.update(sources=records, snapshot_fallback={"reason": reason, "snapshot": f"corpora/snapshot/{SNAPSHOT_PATH.name}"})
     return rows, info
 
 
@@ -242,6 +259,7 @@ def build_corpus_with_manifest(args: CorpusArguments):
         "arguments": dataclasses.asdict(args),
         "sources": info["sources"],
         "skipped_sources": info["skipped_sources"],
+        "snapshot_fallback": info.get("snapshot_fallback"),
         "splits": {"train": _split_stats(train), "validation": _split_stats(validation)},
         "rows_read": stats.input_rows,
         "documents": stats.documents,

@@ -92,6 +92,7 @@ def corpus_arguments(data_args: DataArguments, training_args: TrainingArguments,
         "validation_split": data_args.validation_split,
         "seed": training_args.seed,
         "text_column": data_args.text_column,
+        "snapshot_fallback": data_args.snapshot_fallback,
     }
     if data_args.corpus_cache_dir:
         values["cache_dir"] = data_args.corpus_cache_dir
