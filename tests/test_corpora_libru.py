@@ -156,3 +156,17 @@ def test_libru_repair_rules():
     assert counts == {"yo": 0, "french_accents": 6, "mixed_words_left": 3}
     assert repair_libru_quirks("Обычный текст, без причуд.") == ("Обычный текст, без причуд.", {
         "yo": 0, "french_accents": 0, "mixed_words_left": 0})
+
+
+def test_catalogue_titles_match_the_transcribed_pages(libru_html):
+    """Every catalogue page transcribed in ../shared/corpora/tolstoy/libru_html carries the catalogue's title."""
+    from corpora import TOLSTOY_CATALOGUE
+
+    checked = set()
+    for path in sorted(libru_html.glob("text_*.utf8.shtml")):
+        name = path.name.split(".")[0]
+        title = re.search(r"<title>([^<]*)</title>", path.read_text(encoding="utf-8"))
+        if name in TOLSTOY_CATALOGUE and title:
+            assert title.group(1).endswith(f"Толстой Лев Николаевич. {TOLSTOY_CATALOGUE[name]}"), (name, title.group(1))
+            checked.add(name)
+    assert checked == {"text_0040"}
