@@ -70,6 +70,9 @@ class CorpusArguments:
     delay: float = field(default=1.0, metadata={"help": "Seconds between two requests to the same host."})
     timeout: float = field(default=30.0, metadata={"help": "Seconds before a connection or read gives up."})
     retries: int = field(default=3, metadata={"help": "Retries (with backoff) of read errors and 429/5xx answers."})
+    streaming: bool = field(default=False, metadata={
+        "help": "For --source text: stream the files through cleaning into Arrow files on disk, never holding the "
+                "corpus in memory (corpora of gigabytes; see corpora/stream.py)."})
     snapshot_fallback: bool = field(default=True, metadata={
         "help": "For --source tolstoy: when the catalogue cannot be downloaded, say so in one line and use the "
                 "snapshot shipped in corpora/snapshot/ (false: an error instead)."})
@@ -224,6 +227,17 @@ def _hub_texts(name: str, args: CorpusArguments) -> tuple[list[str], dict]:
     return texts, record
 
 
+def _split_stats_arrow(split) -> dict:
+    """`_split_stats` of a `datasets.Dataset`, read in Arrow batches (the split may be larger than memory)."""
+    import pyarrow.compute as pc
+
+    characters = utf8_bytes = 0
+    for batch in split.with_format("arrow").iter(batch_size=10_000):
+        characters += pc.sum(pc.utf8_length(batch["text"])).as_py() or 0
+        utf8_bytes += pc.sum(pc.binary_length(batch["text"])).as_py() or 0
+    return {"documents": len(split), "characters": characters, "utf8_bytes": utf8_bytes}
+
+
 def _split_stats(rows: list[dict]) -> dict:
     return {"documents": len(rows), "characters": sum(len(r["text"]) for r in rows),
             "utf8_bytes": sum(len(r["text"].encode("utf-8")) for r in rows)}
@@ -297,7 +311,12 @@ def prepare_corpus(args: CorpusArguments) -> Path:
     """
     output_dir = Path(args.output_dir).absolute()
     _check_output_dir(output_dir, args.overwrite)
-    corpus, manifest = build_corpus_with_manifest(args)
+    if args.streaming:
+        from .stream import build_corpus_streaming
+
+        corpus, manifest = build_corpus_streaming(args)
+    else:
+        corpus, manifest = build_corpus_with_manifest(args)
     try:
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))

@@ -115,6 +115,11 @@ class DataArguments:
     )
     tokenizer_kind: str = field(default="bpe", metadata={"help": "Tokenizer to train: bpe, char or word."})
     vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of the tokenizer to train."})
+    tokenizer_sample_bytes: int | None = field(
+        default=None,
+        metadata={"help": "Train the tokenizer on a seeded sample of about this many UTF-8 bytes of the train split "
+                  "(large corpora); default: all of it."},
+    )
     block_size: int = field(default=256, metadata={"help": "Tokens per training block (at most the model's context)."})
     max_train_blocks: int | None = field(
         default=None, metadata={"help": "Use only this many training blocks (quick experiments)."}
