@@ -11,7 +11,9 @@ The data, evaluation (perplexity, bits per byte), sample callback, resume and ou
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,12 +140,30 @@ def apply_lora(model, args: FinetuneArguments):
 
 
 def save_merged(model, tokenizer, output_dir: str | Path) -> Path:
-    """Merge the LoRA weights into the base model and save a plain checkpoint in output_dir/merged."""
+    """Merge the LoRA weights into the base model and save a plain checkpoint in output_dir/merged.
+
+    The run's metrics, arguments, samples and corpus manifest go with it, so that the merged folder is an
+    output like any other (push_to_hub.py writes its full card: base model, LoRA settings, metrics).
+    """
     merged = model.merge_and_unload()
-    path = Path(output_dir) / "merged"
+    output_dir = Path(output_dir)
+    path = output_dir / "merged"
     merged.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    for name in ("metrics.json", "run_args.json", "samples.txt"):
+        if (output_dir / name).is_file():
+            shutil.copy2(output_dir / name, path / name)
+    dataset_dir = ((_read_json(output_dir / "run_args.json") or {}).get("DataArguments") or {}).get("dataset_dir")
+    manifests = [output_dir / "corpus" / "manifest.json", *([Path(dataset_dir) / "manifest.json"] if dataset_dir else [])]
+    manifest = next((m for m in manifests if m.is_file()), None)
+    if manifest is not None:
+        (path / "corpus").mkdir(exist_ok=True)
+        shutil.copy2(manifest, path / "corpus" / "manifest.json")
     return path
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             types=(ModelArguments, DataArguments, RunArguments, FinetuneArguments, TrainingArguments),
             default_recipe=RECIPES_DIR / "finetune_rugpt3_tolstoy.yaml",
             defaults=FINETUNE_DEFAULTS,
+            adjust_default_recipe=False,  # its recipe is a GPU run (fp16, 4x accumulation): only a bare command gets it
         )
         setup_process(training_args)
         hub_target = take_over_hub_push(training_args)

@@ -13,7 +13,9 @@ What goes up is an allowlist, written first into an export folder (see `export_m
 (safetensors only), config.json, generation_config.json, the model's remote code, tokenizer files,
 metrics.json, samples.txt, the corpus manifest as corpus_manifest.json, the resolved arguments as
 training_args.json (tokens redacted) and README.md (the model card). Never pickles (training_args.bin),
-checkpoints, optimizer states, TensorBoard logs or the corpus itself.
+checkpoints, optimizer states, TensorBoard logs or the corpus itself. A LoRA adapter folder (finetune.py
+--lora_r N) goes up as a PEFT repository: adapter_config.json (naming `--base_model` when given) and
+adapter_model.safetensors instead of the model, with `library_name: peft` and `base_model` in the card.
 
 `--dry_run EXPORT_DIR` writes the export and loads it with the pipeline above in a fresh offline process
 whose working directory and import path exclude this project, so the shipped remote code is what runs.
@@ -55,6 +57,8 @@ TOKENIZER_FILES = (
     "chat_template.json",
 )
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
+# What peft's save_pretrained writes for a LoRA adapter (finetune.py --lora_r N leaves it in OUTPUT_DIR).
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 REPORT_FILES = ("metrics.json", "samples.txt")
 LANGUAGE_NAMES = {"ru": "russian", "tt": "tatar"}
 # Leipzig corpus names start with an ISO 639-3 code (tat_books_2024_10K); other hints are our source names.
@@ -102,6 +106,11 @@ class PushArguments:
         metadata={"help": "ISO 639-1 language codes for the card (e.g. ru tt); default: detected from the data."},
     )
     license: str = field(default=DEFAULT_LICENSE, metadata={"help": "License identifier for the card's metadata."})
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id of the base model, for a LoRA adapter (or a merged model) trained from a local "
+                  "copy of it: written into the card and the adapter's adapter_config.json."},
+    )
 
 
 # ---------------------------------------------------------------- reading the model folder
@@ -111,8 +120,14 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def is_adapter(model_dir: Path) -> bool:
+    """Whether `model_dir` is a PEFT adapter folder (finetune.py --lora_r N): adapter files, no config.json."""
+    return all((model_dir / name).is_file() for name in ADAPTER_FILES) and not (model_dir / "config.json").is_file()
+
+
 def check_inputs(model_dir: str | Path, repo_id: str) -> Path:
-    """`model_dir` as a Path, once it has a config and safetensors weights and `repo_id` is owner/name."""
+    """`model_dir` as a Path, once it has a config and safetensors weights (or is a PEFT adapter folder) and
+    `repo_id` is owner/name."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
@@ -122,8 +137,11 @@ def check_inputs(model_dir: str | Path, repo_id: str) -> Path:
     path = Path(model_dir)
     if not path.is_dir():
         raise PushError(f"model folder {model_dir} does not exist")
+    if is_adapter(path):
+        return path
     if not (path / "config.json").is_file():
-        raise PushError(f"{model_dir} has no config.json: give a folder written by train_clm.py or save_pretrained")
+        raise PushError(f"{model_dir} has no config.json: give a folder written by train_clm.py or save_pretrained "
+                        "(or a LoRA adapter folder with adapter_config.json and adapter_model.safetensors)")
     if not any(path.glob("*.safetensors")):
         pickled = sorted(p.name for p in path.glob("*.bin") if p.name != "training_args.bin")
         hint = f" (found {pickled[0]}: re-save with safe_serialization, pickles are never uploaded)" if pickled else ""
@@ -205,9 +223,9 @@ def detect_languages(model_dir: Path, run_args: dict | None, manifest: dict | No
     return []
 
 
-def _hub_base_model(run_args: dict | None) -> str | None:
-    """model_name_or_path when it names a Hub repo (a fine-tune), not a local folder."""
-    name = ((run_args or {}).get("ModelArguments") or {}).get("model_name_or_path")
+def _hub_base_model(run_args: dict | None, name: str | None = None) -> str | None:
+    """`name` (default: model_name_or_path) when it names a Hub repo (a fine-tune), not a local folder."""
+    name = name or ((run_args or {}).get("ModelArguments") or {}).get("model_name_or_path")
     if not name or Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         return None
     try:
@@ -262,12 +280,30 @@ def _dataset_label(run_args: dict | None, manifest: dict | None) -> tuple[str, s
     return (hub_ids[0] if hub_ids else source), label, hub_ids
 
 
+def _lora_settings(run_args: dict | None) -> dict | None:
+    """finetune.py's LoRA arguments of the run, or None when it trained every weight."""
+    args = (run_args or {}).get("FinetuneArguments") or {}
+    if not args.get("lora_r"):
+        return None
+    return {k: args.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora")}
+
+
 def build_model_card(
-    model_dir: str | Path, repo_id: str, *, languages: list[str] | None = None, license: str = DEFAULT_LICENSE
+    model_dir: str | Path,
+    repo_id: str,
+    *,
+    languages: list[str] | None = None,
+    license: str = DEFAULT_LICENSE,
+    base_model: str | None = None,
 ) -> ModelCard:
     """The model card of `model_dir` for `repo_id`: YAML metadata (huggingface_hub's ModelCardData, with a
-    model-index of the validation perplexity and bits per byte) and prose (use, evaluation, recipe, data, samples)."""
+    model-index of the validation perplexity and bits per byte) and prose (use, evaluation, recipe, data, samples).
+
+    A PEFT adapter folder gets `library_name: peft` and its base model; `base_model` (a Hub id) names the base
+    when the run started from a local copy of it."""
     model_dir = Path(model_dir)
+    adapter = is_adapter(model_dir)
+    adapter_config = _read_json(model_dir / "adapter_config.json") if adapter else None
     config = _read_json(model_dir / "config.json") or {}
     metrics = _read_json(model_dir / "metrics.json") or {}
     run_args = _read_json(model_dir / "run_args.json")
@@ -275,7 +311,8 @@ def build_model_card(
     manifest = _read_json(manifest_path) if manifest_path else None
     languages = list(languages) if languages else detect_languages(model_dir, run_args, manifest)
     model_type = config.get("model_type", "causal-lm")
-    base_model = _hub_base_model(run_args)
+    base_model = _hub_base_model(run_args, base_model or (adapter_config or {}).get("base_model_name_or_path"))
+    lora = _lora_settings(run_args)
     dataset_type, dataset_name, hub_datasets = _dataset_label(run_args, manifest)
 
     eval_results = [
@@ -298,20 +335,20 @@ def build_model_card(
     data = ModelCardData(
         language=languages or None,
         license=license,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
-        tags=[model_type, "causal-lm", *(LANGUAGE_NAMES[c] for c in languages if c in LANGUAGE_NAMES)]
-        + (["fine-tuned"] if base_model else []),
+        tags=([] if adapter else [model_type]) + ["causal-lm", *(LANGUAGE_NAMES[c] for c in languages if c in LANGUAGE_NAMES)]
+        + (["fine-tuned"] if base_model or lora else []) + (["lora"] if lora or adapter else []),
         datasets=hub_datasets or None,
         base_model=base_model,
         model_name=repo_id if eval_results else None,
         eval_results=eval_results or None,
     )
-    body = _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model)
+    body = _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model, adapter_config)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model) -> str:
+def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, languages, base_model, adapter_config=None) -> str:
     """The prose of the card, in Markdown."""
     model_type = config.get("model_type", "?")
     shape = ", ".join(
@@ -329,26 +366,47 @@ def _card_body(model_dir, repo_id, config, metrics, run_args, manifest, language
     local_base = ((run_args or {}).get("ModelArguments") or {}).get("model_name_or_path")
     if local_base and not base_model:
         origin = f"fine-tuned from the local checkpoint `{local_base}`"
+    lora = _lora_settings(run_args)
+    if lora:
+        targets = ", ".join(lora["lora_target_modules"] or []) or "peft's default modules"
+        how = (f"with LoRA (rank {lora['lora_r']}, alpha {lora['lora_alpha']}, dropout {lora['lora_dropout']}, "
+               f"on {targets})")  # fmt: skip
+        origin += f" {how}" + ("" if adapter_config else ", the adapter merged into the base weights")
     code_files = [p.name for p in remote_code_files(model_dir)]
     prompt = next(iter(((run_args or {}).get("RunArguments") or {}).get("sample_prompts") or []), "Однажды")
-    lines = [
-        f"# {repo_id.split('/')[-1]}",
-        "",
-        f"A {_format_count(_count_parameters(model_dir))}-parameter `{model_type}` causal language model for "
-        f"{lang_text} ({shape}), {origin} with the RoPE-GPT project.",
-        "",
-        "## Use it",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        "",
-        f'generator = pipeline("text-generation", model="{repo_id}", trust_remote_code=True)',
-        f"out = generator({json.dumps(prompt, ensure_ascii=False)}, max_new_tokens=60, do_sample=True, top_p=0.95)",
-        'print(out[0]["generated_text"])',
-        "```",
-        "",
-        "`trust_remote_code=True` runs the model code shipped in this repository"
-        + (f" (`{'`, `'.join(code_files)}`)." if code_files else " (none is needed for this model type)."),
+    what = (f"A LoRA adapter ({_format_count(_count_parameters(model_dir))} parameters) for the causal language "
+            f"model `{base_model or (adapter_config or {}).get('base_model_name_or_path')}`, for {lang_text}"
+            if adapter_config else
+            f"A {_format_count(_count_parameters(model_dir))}-parameter `{model_type}` causal language model for "
+            f"{lang_text} ({shape})")  # fmt: skip
+    lines = [f"# {repo_id.split('/')[-1]}", "", f"{what}, {origin} with the RoPE-GPT project.", "", "## Use it", ""]
+    if adapter_config:
+        lines += [
+            "With `peft` installed (`pip install peft`), transformers loads the base model and applies the adapter:",
+            "",
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+            f"ids = tokenizer({json.dumps(prompt, ensure_ascii=False)}, return_tensors=\"pt\").input_ids",
+            "print(tokenizer.decode(model.generate(ids, max_new_tokens=60, do_sample=True, top_p=0.95)[0]))",
+            "```",
+        ]
+    else:
+        lines += [
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'generator = pipeline("text-generation", model="{repo_id}", trust_remote_code=True)',
+            f"out = generator({json.dumps(prompt, ensure_ascii=False)}, max_new_tokens=60, do_sample=True, top_p=0.95)",
+            'print(out[0]["generated_text"])',
+            "```",
+            "",
+            "`trust_remote_code=True` runs the model code shipped in this repository"
+            + (f" (`{'`, `'.join(code_files)}`)." if code_files else " (none is needed for this model type)."),
+        ]
+    lines += [
         f"From the project: `python generate.py --model {repo_id} --prompt {json.dumps(prompt, ensure_ascii=False)}`.",
         "",
         "## Evaluation",
@@ -384,6 +442,8 @@ def _recipe_lines(run_args: dict) -> list[str]:
         "DataArguments": (
             "source", "inputs", "dataset_dir", "tokenizer_kind", "vocab_size", "block_size", "validation_split",
         ),
+        "FinetuneArguments": ("wrap_documents", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+                              "merge_lora"),
         "TrainingArguments": (
             "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
             "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "bf16", "fp16",
@@ -398,6 +458,8 @@ def _recipe_lines(run_args: dict) -> list[str]:
         values = run_args.get(group) or {}
         for key in keys:
             value = values.get(key)
+            if group == "FinetuneArguments" and key != "wrap_documents" and not values.get("lora_r"):
+                continue  # every weight was trained: LoRA settings mean nothing
             if value not in (None, [], ""):
                 lines.append(f"- `{key}`: `{redact(value, key)}`")
     lines += ["", "Every argument is in `training_args.json`; `python train_clm.py --help` explains each."]
@@ -431,10 +493,11 @@ def write_model_card(
     *,
     languages: list[str] | None = None,
     license: str = DEFAULT_LICENSE,
+    base_model: str | None = None,
 ) -> Path:
     """Write `build_model_card(...)` to `path` (usually EXPORT_DIR/README.md); returns the path."""
     path = Path(path)
-    build_model_card(model_dir, repo_id, languages=languages, license=license).save(path)
+    build_model_card(model_dir, repo_id, languages=languages, license=license, base_model=base_model).save(path)
     return path
 
 
@@ -456,10 +519,13 @@ def export_model(
     *,
     languages: list[str] | None = None,
     license: str = DEFAULT_LICENSE,
+    base_model: str | None = None,
 ) -> Path:
     """Write into `export_dir` (new or empty) exactly the files to upload for `model_dir`; returns it.
 
-    The allowlist is in the module docstring; anything else in the training folder stays behind.
+    The allowlist is in the module docstring; anything else in the training folder stays behind. A PEFT
+    adapter folder exports its adapter files instead of a model; `base_model` (a Hub id) replaces the local
+    path its adapter_config.json names, so that the adapter loads anywhere.
     """
     model_dir = check_inputs(model_dir, repo_id)
     export_dir = Path(export_dir)
@@ -468,8 +534,16 @@ def export_model(
     export_dir.mkdir(parents=True, exist_ok=True)
     run_args = _read_json(model_dir / "run_args.json")
 
-    files = [*model_dir.glob("*.safetensors"), *(model_dir / n for n in MODEL_FILES + REPORT_FILES)]
-    files += remote_code_files(model_dir)
+    adapter = is_adapter(model_dir)
+    if adapter:
+        files = [model_dir / n for n in ADAPTER_FILES[1:] + REPORT_FILES]
+        adapter_config = _read_json(model_dir / "adapter_config.json")
+        if base_model:
+            adapter_config["base_model_name_or_path"] = base_model
+        (export_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8")
+    else:
+        files = [*model_dir.glob("*.safetensors"), *(model_dir / n for n in MODEL_FILES + REPORT_FILES)]
+        files += remote_code_files(model_dir)
     tokenizer_dir = _tokenizer_dir(model_dir)
     files += [tokenizer_dir / n for n in TOKENIZER_FILES]
     for src in files:
@@ -482,7 +556,8 @@ def export_model(
         if data is not None:
             text = json.dumps(redact(data), indent=2, ensure_ascii=False) + "\n"
             (export_dir / name).write_text(text, encoding="utf-8")
-    write_model_card(model_dir, repo_id, export_dir / "README.md", languages=languages, license=license)
+    write_model_card(model_dir, repo_id, export_dir / "README.md", languages=languages, license=license,
+                     base_model=base_model)
     return export_dir
 
 
@@ -562,6 +637,7 @@ def push_model(
     token: str | None = None,
     languages: list[str] | None = None,
     license: str = DEFAULT_LICENSE,
+    base_model: str | None = None,
 ) -> str:
     """Export `model_dir` and upload it to `repo_id` in one commit (on branch `revision` if given); returns the URL.
 
@@ -576,7 +652,8 @@ def push_model(
     model_dir = check_inputs(model_dir, repo_id)
     token = resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="ropegpt-export-") as tmp:
-        export_dir = export_model(model_dir, Path(tmp) / "export", repo_id, languages=languages, license=license)
+        export_dir = export_model(model_dir, Path(tmp) / "export", repo_id, languages=languages, license=license,
+                                  base_model=base_model)
         api = HfApi(token=token)
         try:
             repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
@@ -608,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             export_dir = export_model(
-                args.model_dir, args.dry_run, args.repo_id, languages=args.language, license=args.license
+                args.model_dir, args.dry_run, args.repo_id, languages=args.language, license=args.license,
+                base_model=args.base_model,
             )
             print(f"exported {len(list(export_dir.iterdir()))} files to {export_dir}: "
                   + ", ".join(sorted(p.name for p in export_dir.iterdir())))
@@ -621,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         url = push_model(
             args.model_dir, args.repo_id, private=args.private, revision=args.revision,
             commit_message=args.commit_message, languages=args.language, license=args.license,
+            base_model=args.base_model,
         )
     except PushError as e:
         print(f"push_to_hub.py: error: {e}", file=sys.stderr)

@@ -15,6 +15,17 @@ files are written, never read; tokenize and group are repeated `--repeats` times
 the peer, and the median is shown. MB/s is UTF-8 megabytes (10^6) of corpus text per second.
 Targets (2 CPU cores): the complete War and Peace prepared in under 30 s, and our tokenization no
 slower than run_clm's.
+
+    .venv/bin/python bench/bench_pipeline.py --scale 10MB 100MB 1GB   # corpora of a gigabyte (a quiet machine)
+
+`--scale` generates corpora of the given sizes on the fly into a temporary folder (never committed):
+word-level Markov text (word bigrams) from the shared Tolstoy and Tatar books, in files of 10 MB. Each size
+runs in a fresh child process, as a user would: `python -m corpora --source text --streaming true` (documents
+streamed through cleaning into Arrow files on disk), a BPE tokenizer trained on a seeded sample
+(`--tokenizer_sample_bytes`, default 50 MB), then tokenization with `num_proc` = CPUs and grouping into
+blocks. It prints seconds per stage, seconds per 100 MB and the peak RSS of the main process and of the
+largest worker. Targets: time linear in size (seconds per MB of the largest within 1.5x of the smallest's) and
+peak RSS <= 3 GB at 1 GB.
 """
 
 import argparse
@@ -130,6 +141,130 @@ def full_preparation(inputs: list[Path], vocab_size: int, block_size: int) -> tu
     return time.perf_counter() - start, text_bytes(dd)
 
 
+# ---------------------------------------------------------------- --scale: corpora of a gigabyte
+
+SCALE_SOURCES = [TXT, ROOT.parent / "shared" / "corpora" / "tatar" / "books"]
+SCALE_FILE_BYTES = 10_000_000
+
+
+def parse_size(text: str) -> int:
+    """'10MB' -> 10_000_000, '1GB' -> 10**9 (decimal units, as MB/s is)."""
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
+    number, unit = text[:-2], text[-2:].upper()
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise argparse.ArgumentTypeError(f"size {text!r}: give e.g. 10MB, 100MB or 1GB")
+    return int(float(number) * units[unit])
+
+
+def markov_corpus(out_dir: Path, n_bytes: int, seed: int = 0) -> Path:
+    """Write about `n_bytes` of word-bigram Markov text learnt from the shared books into `out_dir` (files of 10 MB).
+
+    Realistic for the pipeline: Russian and Tatar words and punctuation in their real frequencies,
+    paragraphs of 40-200 words, documents that never repeat, so de-duplication and BPE see real work.
+    """
+    import random
+
+    from corpora import find_text_files, read_text_file
+
+    followers: dict[str, list[str]] = {}
+    for path in find_text_files([p for p in SCALE_SOURCES if p.exists()]):
+        words = read_text_file(path).split()
+        for a, b in zip(words, words[1:]):
+            followers.setdefault(a, []).append(b)
+    starts = [w for w in followers if w[:1].isupper()]
+    rng = random.Random(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, index = 0, 0
+    while written < n_bytes:
+        size, paragraphs = 0, []
+        target = min(SCALE_FILE_BYTES, n_bytes - written)
+        while size < target:
+            word = rng.choice(starts)
+            paragraph = [word]
+            for _ in range(rng.randint(40, 200)):
+                word = rng.choice(followers.get(word) or starts)
+                paragraph.append(word)
+            line = " ".join(paragraph)
+            paragraphs.append(line)
+            size += len(line.encode("utf-8")) + 1
+        (out_dir / f"markov_{index:04d}.txt").write_text("\n".join(paragraphs) + "\n", encoding="utf-8")
+        written, index = written + size, index + 1
+    return out_dir
+
+
+def scale_child(inputs: Path, work: Path, vocab_size: int, block_size: int, sample_bytes: int) -> dict:
+    """One size, in this (fresh) process: corpus, tokenizer, blocks; seconds per stage and peak RSS in bytes."""
+    import resource
+
+    from corpora import load_corpus
+    from corpora.blocks import prepare_blocks
+    from tokenizer_training import dataset_texts
+
+    times = {}
+    start = time.perf_counter()
+    args = CorpusArguments(source="text", inputs=[str(inputs)], output_dir=str(work / "corpus"), streaming=True)
+    dd = load_corpus(prepare_corpus(args))
+    times["corpus"] = time.perf_counter() - start
+    start = time.perf_counter()
+    tokenizer = train_tokenizer(dataset_texts(dd["train"], max_bytes=sample_bytes), "bpe", vocab_size)
+    times["tokenizer"] = time.perf_counter() - start
+    start = time.perf_counter()
+    _, stats = prepare_blocks(dd, tokenizer, block_size, num_proc=os.cpu_count())
+    times["blocks"] = time.perf_counter() - start
+    kib = 1024  # ru_maxrss is in KiB on Linux
+    return {"times": times, "bytes": sum(s.bytes for s in stats.values()),
+            "rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
+            "rss_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib}
+
+
+def run_scale(sizes: list[int], vocab_size: int, block_size: int, sample_bytes: int) -> list[dict]:
+    """Generate each size, measure it in a child process, print the table; returns the rows."""
+    import json
+    import subprocess
+
+    rows = []
+    for n_bytes in sizes:
+        work = Path(tempfile.mkdtemp(prefix=f"scale-{n_bytes}-", dir=_TMP))
+        start = time.perf_counter()
+        inputs = markov_corpus(work / "txt", n_bytes)
+        generated = time.perf_counter() - start
+        child = subprocess.run(
+            [sys.executable, __file__, "--_scale_child", str(inputs), str(work), "--vocab_size", str(vocab_size),
+             "--block_size", str(block_size), "--tokenizer_sample_bytes", str(sample_bytes)],
+            capture_output=True, text=True, env={**os.environ, "HF_HOME": os.path.join(_TMP, "hf")},
+        )  # fmt: skip
+        if child.returncode != 0:
+            sys.exit(f"error: the {n_bytes / 1e6:.0f} MB run failed: {child.stderr.strip().splitlines()[-1:]}")
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        row.update(size=n_bytes, generated_s=generated)
+        rows.append(row)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{os.cpu_count()} CPUs, word-bigram Markov text from {', '.join(p.name for p in SCALE_SOURCES)}; "
+          f"BPE {vocab_size} on a {sample_bytes / 1e6:.0f} MB sample, block {block_size}, num_proc {os.cpu_count()}")
+    print("\n| corpus | corpus s | tokenizer s | tokenize + group s | total s | s per 100 MB | peak RSS main GB "
+          "| peak RSS worker GB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        t = row["times"]
+        total = sum(t.values())
+        print(f"| {row['size'] / 1e6:.0f} MB | {t['corpus']:.1f} | {t['tokenizer']:.1f} | {t['blocks']:.1f} | "
+              f"{total:.1f} | {total / row['size'] * 1e8:.1f} | {row['rss_main'] / 1e9:.2f} | {row['rss_workers'] / 1e9:.2f} |")
+    per_mb = [sum(r["times"].values()) / r["size"] for r in rows]
+    print("\n| target | measured | met |")
+    print("|---|---|---|")
+    if len(rows) > 1:
+        ratio = per_mb[-1] / per_mb[0]
+        print(f"| time linear: s/MB at {rows[-1]['size'] / 1e6:.0f} MB within 1.5x of {rows[0]['size'] / 1e6:.0f} MB "
+              f"| {ratio:.2f}x | {'yes' if ratio <= 1.5 else 'NO'} |")
+    big = [r for r in rows if r["size"] >= 10**9]
+    if big:
+        peak = max(big[0]["rss_main"], big[0]["rss_workers"]) / 1e9
+        print(f"| peak RSS <= 3 GB at 1 GB | {peak:.2f} GB | {'yes' if peak <= 3 else 'NO'} |")
+    else:
+        print("| peak RSS <= 3 GB at 1 GB | not measured (no 1GB size given) | - |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", nargs="+", type=Path, default=[TXT],
@@ -138,7 +273,26 @@ def main() -> None:
     parser.add_argument("--block_size", type=int, default=256, help="Tokens per training block.")
     parser.add_argument("--repeats", type=int, default=3, help="Repetitions of tokenize and group (median shown).")
     parser.add_argument("--quick", action="store_true", help="One small file, one repetition, no War and Peace run.")
+    parser.add_argument("--scale", nargs="+", type=parse_size, default=None, metavar="SIZE",
+                        help="Generated corpora of these sizes (10MB 100MB 1GB) through the streaming pipeline.")
+    parser.add_argument("--tokenizer_sample_bytes", type=int, default=50_000_000,
+                        help="--scale: train the tokenizer on a seeded sample of this many bytes.")
+    parser.add_argument("--_scale_child", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args._scale_child:
+        import json
+
+        datasets.disable_progress_bars()
+        transformers.logging.set_verbosity_error()
+        result = scale_child(*args._scale_child, args.vocab_size, args.block_size, args.tokenizer_sample_bytes)
+        print(json.dumps(result))
+        return
+    if args.scale:
+        try:
+            run_scale(args.scale, args.vocab_size, args.block_size, args.tokenizer_sample_bytes)
+        finally:
+            shutil.rmtree(_TMP, ignore_errors=True)
+        return
     if args.quick:
         args.inputs, args.repeats = [QUICK_FILE], 1
     for path in args.inputs:

@@ -11,7 +11,7 @@ pages), `read_text_file` (local .txt, lib.ru layout), `read_leipzig` (Wortschatz
 
 from .builder import CorpusArguments, build_corpus, load_corpus, load_source_rows, main, prepare_corpus
 from .cleaning import (CleaningStats, chunk_paragraphs, clean_documents, clean_text, overlapping_documents,
-                       split_documents)
+                       repair_libru_quirks, split_documents)
 from .errors import CorpusError
 from .fetch import FetchError, FetchResult, fetch
 from .leipzig import LEIPZIG_URL, extract_archive, read_leipzig
@@ -23,5 +23,5 @@ __all__ = [
     "TOLSTOY_BASE_URL", "TOLSTOY_CATALOGUE", "build_corpus", "chunk_paragraphs", "clean_documents",
     "clean_text", "decode_html", "detect_layout", "extract_archive", "extract_libru_html", "fetch",
     "find_text_files", "load_corpus", "load_source_rows", "main", "prepare_corpus", "read_leipzig",
-    "overlapping_documents", "read_text_file", "split_documents", "split_libru_txt", "tolstoy_urls",
+    "overlapping_documents", "repair_libru_quirks", "read_text_file", "split_documents", "split_libru_txt", "tolstoy_urls",
 ]

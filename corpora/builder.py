@@ -32,6 +32,7 @@ from .errors import CorpusError
 from .fetch import FetchError, fetch
 from .leipzig import leipzig_local_path, read_leipzig
 from .libru import TOLSTOY_CATALOGUE, decode_html, extract_libru_html, tolstoy_urls
+from .snapshot import SNAPSHOT_PATH, read_snapshot
 from .text_files import find_text_files, read_text_file
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ class CorpusArguments:
     delay: float = field(default=1.0, metadata={"help": "Seconds between two requests to the same host."})
     timeout: float = field(default=30.0, metadata={"help": "Seconds before a connection or read gives up."})
     retries: int = field(default=3, metadata={"help": "Retries (with backoff) of read errors and 429/5xx answers."})
+    streaming: bool = field(default=False, metadata={
+        "help": "For --source text: stream the files through cleaning into Arrow files on disk, never holding the "
+                "corpus in memory (corpora of gigabytes; see corpora/stream.py)."})
+    snapshot_fallback: bool = field(default=True, metadata={
+        "help": "For --source tolstoy: when the catalogue cannot be downloaded, say so in one line and use the "
+                "snapshot shipped in corpora/snapshot/ (false: an error instead)."})
 
     def __post_init__(self):
         self.inputs = list(self.inputs or [])
@@ -136,6 +143,8 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
             try:
                 text, record = _page_document(urls[name], args)
             except FetchError as error:
+                if error.status != 404 and args.snapshot_fallback:
+                    return _snapshot_rows(str(error), info)
                 if error.status != 404:
                     raise
                 logger.warning("skipping %s (%s): %s", name, TOLSTOY_CATALOGUE[name], error)
@@ -144,6 +153,8 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
             record["title"] = TOLSTOY_CATALOGUE[name]
             rows.append({"text": text, "source": record["source"]})
             info["sources"].append(record)
+        if not rows and args.snapshot_fallback:
+            return _snapshot_rows("every catalogue page answered 404", info)
         if not rows:
             raise CorpusError(f"none of the Tolstoy catalogue pages could be downloaded from {args.base_url or urls[name]}; "
                               "check --base_url, or use local files instead (--source text PATH)")
@@ -180,6 +191,15 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
     return rows, info
 
 
+def _snapshot_rows(reason: str, info: dict) -> tuple[list[dict], dict]:
+    """The offline snapshot's rows and info, after one line saying why it replaces the catalogue."""
+    rows, records = read_snapshot()
+    logger.warning("the az.lib.ru catalogue cannot be downloaded (%s): using the offline Tolstoy snapshot "
+                   "corpora/snapshot/%s instead (%d works)", reason.split("; ")[0], SNAPSHOT_PATH.name, len(rows))
+    info.update(sources=records, snapshot_fallback={"reason": reason, "snapshot": f"corpora/snapshot/{SNAPSHOT_PATH.name}"})
+    return rows, info
+
+
 def _hub_texts(name: str, args: CorpusArguments) -> tuple[list[str], dict]:
     """Texts of a Hub dataset (by name or local path) and its source record (fingerprints, no sha256)."""
     import datasets
@@ -205,6 +225,17 @@ def _hub_texts(name: str, args: CorpusArguments) -> tuple[list[str], dict]:
     record = {"source": source, "location": name, "sha256": None,
               "fingerprints": {k: getattr(v, "_fingerprint", None) for k, v in splits.items()}, "rows": len(texts)}
     return texts, record
+
+
+def _split_stats_arrow(split) -> dict:
+    """`_split_stats` of a `datasets.Dataset`, read in Arrow batches (the split may be larger than memory)."""
+    import pyarrow.compute as pc
+
+    characters = utf8_bytes = 0
+    for batch in split.with_format("arrow").iter(batch_size=10_000):
+        characters += pc.sum(pc.utf8_length(batch["text"])).as_py() or 0
+        utf8_bytes += pc.sum(pc.binary_length(batch["text"])).as_py() or 0
+    return {"documents": len(split), "characters": characters, "utf8_bytes": utf8_bytes}
 
 
 def _split_stats(rows: list[dict]) -> dict:
@@ -242,6 +273,7 @@ def build_corpus_with_manifest(args: CorpusArguments):
         "arguments": dataclasses.asdict(args),
         "sources": info["sources"],
         "skipped_sources": info["skipped_sources"],
+        "snapshot_fallback": info.get("snapshot_fallback"),
         "splits": {"train": _split_stats(train), "validation": _split_stats(validation)},
         "rows_read": stats.input_rows,
         "documents": stats.documents,
@@ -251,6 +283,7 @@ def build_corpus_with_manifest(args: CorpusArguments):
         "malformed_lines_skipped": info["malformed_lines_skipped"],
         "too_short_dropped": stats.too_short_dropped,
         "empty_dropped": stats.empty_dropped,
+        "libru_repairs": stats.libru_repairs,
         "versions": {"datasets": datasets.__version__},
     }
     return corpus, manifest
@@ -278,7 +311,12 @@ def prepare_corpus(args: CorpusArguments) -> Path:
     """
     output_dir = Path(args.output_dir).absolute()
     _check_output_dir(output_dir, args.overwrite)
-    corpus, manifest = build_corpus_with_manifest(args)
+    if args.streaming:
+        from .stream import build_corpus_streaming
+
+        corpus, manifest = build_corpus_streaming(args)
+    else:
+        corpus, manifest = build_corpus_with_manifest(args)
     try:
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))

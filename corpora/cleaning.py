@@ -35,6 +35,70 @@ def clean_text(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+# --- lib.ru's cp1251 conversion quirks ---------------------------------------------------------------
+# lib.ru's cp1251 texts write "ё" as byte 0x84, which decodes to "„" (War and Peace: 1,015 times, "вс„").
+# A real „ opens a quotation and so follows a space or a bracket; one that follows a Cyrillic letter is ё.
+_LIBRU_YO = re.compile(r"(?<=[А-Яа-яЁё])„")
+# French (and German) accents went through a Latin-1 -> cp1251 mix-up ("Gкnes", "prйviens"): each accented letter became
+# the Cyrillic letter with the same byte. Only letters with a single reading are mapped back; "а" and "о"
+# also stand for Latin a/o written with a Cyrillic look-alike ("аmi", "соusin", "mа"), so "а" is read as "à"
+# only at the end of a word after l or j (là, voilà, déjà) and "о" as "î" only after "a" (maître, paraît).
+_FRENCH_BY_CP1251 = {c: c.encode("cp1251").decode("latin-1") for c in "йикзвфщылпьцдЙИКЗ"}
+_LATIN_LOOKALIKES = set("aceopxyABCEHKMOPTX")  # Latin letters that also look Cyrillic ("Mы" is Мы, not Mû)
+_SHORT_FRENCH = {"зa": "ça", "Зa": "Ça", "oщ": "où", "Oщ": "Où"}  # two-letter words whose only Latin letter is a look-alike
+_MIXED_WORD = re.compile(r"\w*[A-Za-z]\w*")
+
+
+def _french_word(word: str) -> str | None:
+    """The French word `word` was before lib.ru's conversion, or None when the reading is not certain."""
+    if word in _SHORT_FRENCH:
+        return _SHORT_FRENCH[word]
+    latin = [c for c in word if "a" <= c.lower() <= "z"]
+    if not any(c not in _LATIN_LOOKALIKES for c in latin):
+        return None
+    out = []
+    for i, c in enumerate(word):
+        if c in _FRENCH_BY_CP1251:
+            out.append(_FRENCH_BY_CP1251[c])
+        elif c == "а" and i == len(word) - 1 and i > 0 and word[i - 1] in "lj":
+            out.append("à")
+        elif c == "о" and i > 0 and word[i - 1] in "aA":
+            out.append("î")
+        elif "\u0400" <= c <= "\u04ff":
+            return None  # a Cyrillic letter no accent becomes: a look-alike slip, not the conversion
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def repair_libru_quirks(text: str) -> tuple[str, dict[str, int]]:
+    """`text` with lib.ru's cp1251 conversion quirks undone, and how many of each were repaired.
+
+    - "„" right after a Cyrillic letter is "ё" ("вс„" -> "всё"; "Ё" between capitals), counted as `yo`;
+    - a word mixing Latin letters with Cyrillic letters that stand for French accents is the French word
+      ("prйviens" -> "préviens", "Gкnes" -> "Gênes"), counted as `french_accents`; mixed words whose reading
+      is not certain stay as they are and are counted as `mixed_words_left`.
+    """
+    counts = {"yo": 0, "french_accents": 0, "mixed_words_left": 0}
+
+    def yo(match: re.Match) -> str:
+        counts["yo"] += 1
+        before, after = text[match.start() - 1], text[match.end() : match.end() + 1]
+        return "Ё" if before.isupper() and after.isupper() else "ё"
+
+    text = _LIBRU_YO.sub(yo, text)
+
+    def french(match: re.Match) -> str:
+        word = match.group()
+        if not re.search(r"[\u0400-\u04ff]", word):
+            return word
+        repaired = _french_word(word)
+        counts["french_accents" if repaired else "mixed_words_left"] += 1
+        return repaired or word
+
+    return _MIXED_WORD.sub(french, text), counts
+
+
 def chunk_paragraphs(text: str, max_doc_chars: int) -> list[str]:
     """Cut a text (paragraphs joined by "\\n") into documents of at most `max_doc_chars` characters.
 
@@ -77,6 +141,7 @@ class CleaningStats:
     too_short_dropped: int = 0
     empty_dropped: int = 0
     per_source: dict = field(default_factory=dict)
+    libru_repairs: dict = field(default_factory=lambda: {"yo": 0, "french_accents": 0, "mixed_words_left": 0})
 
 
 def clean_documents(rows, *, min_chars: int = 20, max_doc_chars: int = 20000) -> tuple[list[dict], CleaningStats]:
@@ -84,14 +149,18 @@ def clean_documents(rows, *, min_chars: int = 20, max_doc_chars: int = 20000) ->
 
     Returns the surviving rows in input order and a `CleaningStats`. A duplicate is a document whose
     cleaned text equals an earlier one (from any source); the first one is kept. Rows shorter than
-    `min_chars` characters after cleaning are dropped (`max_doc_chars` <= 0 disables cutting).
+    `min_chars` characters after cleaning are dropped (`max_doc_chars` <= 0 disables cutting). lib.ru's
+    conversion quirks are undone first (`repair_libru_quirks`; a text without them is unchanged) and counted
+    in `stats.libru_repairs`.
     """
     stats = CleaningStats()
     seen: set[str] = set()
     kept: list[dict] = []
     for row in rows:
         stats.input_rows += 1
-        text = clean_text(row["text"])
+        text, repairs = repair_libru_quirks(clean_text(row["text"]))
+        for key, count in repairs.items():
+            stats.libru_repairs[key] += count
         if not text:
             stats.empty_dropped += 1
             continue

@@ -25,16 +25,26 @@ logger = logging.getLogger(__name__)
 
 TOLSTOY_BASE_URL = "http://az.lib.ru/t/tolstoj_lew_nikolaewich/"
 
-# Page name on az.lib.ru -> title. Titles marked "unverified" are our best reading of the site's
-# numbering and were not checked against the live pages (no network where this was written).
+# Page name on az.lib.ru -> title, each with the public evidence for it (checked when no network reached the
+# site: the transcribed page in ../shared/corpora, and public code that scrapes these pages naming what it
+# fetched). Pages no evidence names were dropped: text_0039 (only ever listed, untitled, beside the novels).
+# text_0073 is War and Peace in public scrapers too (e.g. "#download War and Peace by Tolstoy" before
+# wget of text_0073); it is left out because the four volumes below hold the same novel.
 TOLSTOY_CATALOGUE: dict[str, str] = {
-    "text_0039": "Война и мир. Черновые редакции и варианты",  # unverified
-    "text_0040": "Война и мир. Том 1",  # verified: <title> of the page in ../shared/corpora
-    "text_0050": "Война и мир. Том 2",  # unverified
-    "text_0060": "Война и мир. Том 3",  # unverified
-    "text_0070": "Война и мир. Том 4",  # unverified
-    "text_0080": "Война и мир. Эпилог",  # unverified
-    "text_0090": "Анна Каренина",  # unverified
+    # <title>Lib.ru/Классика: Толстой Лев Николаевич. Война и мир. Том 1</title> of the page transcribed in
+    # ../shared/corpora/tolstoy/libru_html (tests/test_corpora_libru.py checks it); a collocation study's
+    # scraper lists text_0040, 0050, 0060, 0070 under the comment "4 тома Война и Мир".
+    "text_0040": "Война и мир. Том 1",
+    "text_0050": "Война и мир. Том 2",  # the same scraper: the second of the "4 тома Война и Мир"
+    "text_0060": "Война и мир. Том 3",  # the same scraper: the third volume
+    "text_0070": "Война и мир. Том 4",  # the same scraper: the fourth volume
+    # "# Анна Каренина" / "# Анна" beside text_0080 in three scrapers, and "[Анна Каренина]" linking to it in an
+    # IR course's README (it was wrongly called the War and Peace epilogue here before).
+    "text_0080": "Анна Каренина",
+    # "# Воскресение" beside text_0090 in the collocation scraper, and "[Воскресение]" linking to it in the IR
+    # course's README (it was wrongly called Anna Karenina here before).
+    "text_0090": "Воскресение",
+    # The site's own page name; public scrapers list this URL among Tolstoy's novels.
     "text_1860_dekabristy": "Декабристы",
 }
 

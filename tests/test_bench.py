@@ -93,3 +93,25 @@ def test_bench_quality_prints_all_four_models(corpora_dir):
     assert models == ["RopeGPT (bench_best recipe)", "char LSTM (char_lstm recipe)", "GPT2LMHeadModel (nanoGPT CPU)",
                       "LlamaForCausalLM (nanoGPT CPU)"]  # fmt: skip
     assert all(0 < float(line.split("|")[6]) < 10 for line in lines[2:])  # finite bits per byte for each
+
+
+@pytest.mark.slow
+def test_bench_pipeline_scale_runs_10_mb_through_the_streaming_pipeline(corpora_dir):
+    """CI runs the --scale path at 10 MB only; 100 MB and 1 GB are for a quiet machine (bench/RESULTS.md)."""
+    lines = run_bench("bench/bench_pipeline.py", "--scale", "10MB", "--vocab_size", "1024", timeout=600)
+    row = next(line for line in lines if line.startswith("| 10 MB |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 8 and all(float(c) > 0 for c in cells[1:])
+    assert float(cells[6]) < 2.0  # peak RSS of the main process, GB: imports and a 10 MB corpus, not more
+
+
+def test_markov_corpus_has_the_size_asked_in_files_of_a_fixed_size(tmp_path, corpora_dir, monkeypatch):
+    bench = load_bench("bench_pipeline")
+    monkeypatch.setattr(bench, "SCALE_FILE_BYTES", 100_000)  # 10 MB files at full scale
+    out = bench.markov_corpus(tmp_path / "txt", 250_000, seed=1)
+    files = sorted(out.iterdir())
+    sizes = [f.stat().st_size for f in files]
+    assert len(files) == 3 and 250_000 <= sum(sizes) < 255_000 and sizes[0] < 102_000
+    text = files[1].read_text(encoding="utf-8")
+    assert "ә" in text or "ү" in text or "җ" in text  # Tatar words beside the Russian ones
+    assert bench.parse_size("1GB") == 10**9 and bench.parse_size("100MB") == 10**8

@@ -26,6 +26,7 @@ from corpora import (
     overlapping_documents,
     prepare_corpus,
     read_text_file,
+    repair_libru_quirks,
     split_documents,
 )
 from corpora.builder import build_corpus_with_manifest, main
@@ -81,7 +82,8 @@ def test_cli_text_end_to_end(tolstoy_txt, tmp_path):
         assert record["bytes"] == path.stat().st_size
     assert manifest["arguments"]["max_doc_chars"] == 20000 and manifest["arguments"]["seed"] == 0
     assert len(corpus["validation"]) >= 10 and len(corpus["train"]) > 200
-    full = {path.name: clean_text(read_text_file(path)) for path in files}
+    full = {path.name: repair_libru_quirks(clean_text(read_text_file(path)))[0] for path in files}
+    assert manifest["libru_repairs"]["yo"] > 1000  # lib.ru's "вс„" came out as "всё"
     for row in corpus["validation"]:
         assert len(row["text"]) <= 20000
         assert row["text"] in full[row["source"]], "a validation document must be contiguous text of its source"

@@ -6,11 +6,15 @@
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from conftest import ROOT
 
 from corpora import (
     CorpusArguments,
@@ -25,6 +29,7 @@ from corpora import (
 )
 from corpora.builder import load_source_rows, main
 from corpora.fetch import USER_AGENT
+from corpora.snapshot import SNAPSHOT_PATH, SNAPSHOT_WORKS, build_snapshot, read_snapshot
 
 FRAGMENTS = ["head_fragment", "tail_fragment"]
 
@@ -180,8 +185,9 @@ def test_unreachable_url_fails_fast_with_one_line(tmp_path, capsys):
 
 
 def test_tolstoy_catalogue_against_a_local_mirror_skips_missing_works(server, fragments, tmp_path):
-    assert {"text_0039", "text_0040", "text_0050", "text_0060", "text_0070", "text_0080", "text_0090",
-            "text_1860_dekabristy"} <= set(TOLSTOY_CATALOGUE)
+    assert {"text_0040", "text_0050", "text_0060", "text_0070", "text_0080", "text_0090",
+            "text_1860_dekabristy"} == set(TOLSTOY_CATALOGUE)
+    assert TOLSTOY_CATALOGUE["text_0080"] == "Анна Каренина" and TOLSTOY_CATALOGUE["text_0090"] == "Воскресение"
     assert TOLSTOY_CATALOGUE["text_0040"] == "Война и мир. Том 1"
     server.routes["/t/tolstoj_lew_nikolaewich/text_0040.shtml"] = (200, fragments["head_fragment", "cp1251"],
                                                                    "text/html; charset=windows-1251")
@@ -197,6 +203,7 @@ def test_tolstoy_catalogue_against_a_local_mirror_skips_missing_works(server, fr
     # all works missing: an error naming what to do
     server.routes.clear()
     args.cache_dir = str(tmp_path / "cache2")
+    args.snapshot_fallback = False
     with pytest.raises(CorpusError, match="--base_url"):
         load_source_rows(args)
     # a page the user named that answers 404 is an error, not a skip
@@ -232,3 +239,59 @@ def test_leipzig_by_url_is_downloaded_once_and_cached(server, corpora_dir, tmp_p
     again, _ = read_leipzig(url, tmp_path, delay=0)
     assert len(sentences) == 10000 and malformed == 0 and again == sentences
     assert server.requests() == 1
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts connections and never answers (a black-holed proxy or site)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def _assert_snapshot_corpus(out, caplog_text: str):
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["snapshot_fallback"]["snapshot"] == "corpora/snapshot/tolstoy.jsonl.xz"
+    assert [s["source"] for s in manifest["sources"]] == list(SNAPSHOT_WORKS)
+    assert manifest["splits"]["train"]["characters"] > 3_000_000 and manifest["splits"]["validation"]["documents"] > 5
+    lines = [line for line in caplog_text.splitlines() if "offline Tolstoy snapshot" in line]
+    assert len(lines) == 1, caplog_text[-2000:]
+
+
+def test_tolstoy_falls_back_to_the_snapshot_when_the_site_never_answers(silent_server, tmp_path, capsys):
+    out = tmp_path / "tolstoy"
+    argv = ["--source", "tolstoy", "--base_url", f"{silent_server}/t/", "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache"), "--delay", "0", "--timeout", "1", "--retries", "0"]  # fmt: skip
+    start = time.monotonic()
+    assert main(argv) == 0
+    assert time.monotonic() - start < 60  # one timed-out request, not one per catalogue page
+    _assert_snapshot_corpus(out, capsys.readouterr().err)
+    # turned off, the same silence is a one-line error naming the page
+    assert main([*argv, "--output_dir", str(tmp_path / "o2"), "--snapshot_fallback", "false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: cannot download {silent_server}/t/text_0040.shtml") and not (tmp_path / "o2").exists()
+
+
+def test_tolstoy_falls_back_to_the_snapshot_with_no_network_at_all(tmp_path):
+    """The default catalogue address (az.lib.ru) in a network namespace with no interface up."""
+    if subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -rn (a user namespace without network) is not permitted here")
+    out = tmp_path / "tolstoy"
+    done = subprocess.run(["unshare", "-rn", sys.executable, "-m", "corpora", "--source", "tolstoy", "--output_dir",
+                           str(out), "--cache_dir", str(tmp_path / "cache")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    _assert_snapshot_corpus(out, done.stderr)
+    assert "az.lib.ru" in json.loads((out / "manifest.json").read_text())["snapshot_fallback"]["reason"]
+
+
+def test_snapshot_is_rebuilt_byte_for_byte_by_its_script(corpora_dir, tmp_path):
+    path = build_snapshot(corpora_dir / "tolstoy" / "txt", tmp_path / "snapshot.jsonl.xz")
+    assert path.read_bytes() == SNAPSHOT_PATH.read_bytes()
+    assert SNAPSHOT_PATH.stat().st_size < 4_000_000
+    rows, records = read_snapshot()
+    text = rows[0]["text"]
+    assert "вс„" not in text and "всё" in text and "Gênes" in text  # cleaned the way --source text cleans
+    assert all(len(r["built_from_sha256"]) == 64 for r in records)

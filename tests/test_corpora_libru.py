@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from corpora import CorpusError, decode_html, extract_libru_html, read_text_file, split_libru_txt
+from corpora import CorpusError, decode_html, extract_libru_html, read_text_file, repair_libru_quirks, split_libru_txt
 from corpora.libru import remove_footnote_markers
 
 
@@ -133,3 +133,40 @@ def test_split_libru_txt_layout_rules():
             "   - Реплика.\n\nЗаголовок\n\n   Третий   абзац.\n")
     assert split_libru_txt(text) == ["Первый абзац, перенесенный на вторую строку, и - сказал он.", "- Реплика.",
                                      "Заголовок", "Третий абзац."]
+
+
+def test_libru_yo_and_french_accents_are_repaired_on_the_real_file(war_and_peace):
+    text, counts = repair_libru_quirks("\n".join(war_and_peace))
+    assert counts["yo"] > 1000
+    assert re.search(r"[А-Яа-яЁё]„", text) is None  # no „ left inside or at the end of a word
+    assert "вс„" not in text and text.count("всё") > 500
+    first = text.split("\n")[5]
+    assert first.startswith("- Еh bien, mon prince. Gênes et Lucques ne sont plus que des apanages, des поместья")
+    assert "je vous préviens" in first
+    assert counts["french_accents"] > 1500
+    assert "Napoléon" in text and "être" in text and "Gкnes" not in text
+
+
+def test_libru_repair_rules():
+    # ё inside and at the end of a word, Ё between capitals; a real „ opening a quotation stays
+    assert repair_libru_quirks("Вс„ ещ„, ВС„Ж; Л„ля сказала: „Война“")[0] == "Всё ещё, ВСЁЖ; Лёля сказала: „Война“"
+    # French accents only where the reading is certain; Russian words with a Latin look-alike stay
+    text, counts = repair_libru_quirks("voilа dйjа mа chиre, зa; Mы cказал ma connaоtre kцnnen")
+    assert text == "voilà déjà mа chère, ça; Mы cказал ma connaître können"
+    assert counts == {"yo": 0, "french_accents": 6, "mixed_words_left": 3}
+    assert repair_libru_quirks("Обычный текст, без причуд.") == ("Обычный текст, без причуд.", {
+        "yo": 0, "french_accents": 0, "mixed_words_left": 0})
+
+
+def test_catalogue_titles_match_the_transcribed_pages(libru_html):
+    """Every catalogue page transcribed in ../shared/corpora/tolstoy/libru_html carries the catalogue's title."""
+    from corpora import TOLSTOY_CATALOGUE
+
+    checked = set()
+    for path in sorted(libru_html.glob("text_*.utf8.shtml")):
+        name = path.name.split(".")[0]
+        title = re.search(r"<title>([^<]*)</title>", path.read_text(encoding="utf-8"))
+        if name in TOLSTOY_CATALOGUE and title:
+            assert title.group(1).endswith(f"Толстой Лев Николаевич. {TOLSTOY_CATALOGUE[name]}"), (name, title.group(1))
+            checked.add(name)
+    assert checked == {"text_0040"}

@@ -26,6 +26,17 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert ci_lines[-1] == quickstart_commands()[2]
 
 
+def test_ci_runs_the_readme_main_job_verbatim_offline():
+    """The Quickstart's first command, word for word with only --max_steps/--output_dir appended, network off."""
+    first = quickstart_commands()[1]
+    lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if first in line]
+    assert len(lines) == 1, "the main job must be run once by .ci/run"
+    line = lines[0]
+    assert line.startswith("offline ")
+    appended = line.split(first, 1)[1].rstrip("'").split()
+    assert appended[0::2] and set(appended[0::2]) <= {"--max_steps", "--output_dir"}, appended
+
+
 def test_readme_names_every_top_level_entry():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout

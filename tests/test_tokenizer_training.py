@@ -261,3 +261,18 @@ def test_cli_bad_inputs_exit_2_with_one_line(russian, tmp_path, capsys):
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+
+
+def test_dataset_texts_reads_all_in_order_or_a_seeded_sample():
+    import datasets
+
+    from tokenizer_training import dataset_texts
+
+    texts = [f"документ {i} " + "слово " * (i % 7) for i in range(2500)]
+    ds = datasets.Dataset.from_dict({"text": texts})
+    assert list(dataset_texts(ds)) == texts  # every text, in order, read in Arrow batches
+    sample = list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10))
+    assert sample == list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10))  # seeded
+    assert sample != texts[: len(sample)] and set(sample) <= set(texts)
+    size = sum(len(t.encode()) for t in sample)
+    assert 5_000 <= size < 5_000 + 10 * 100  # stops within one batch of the budget

@@ -65,6 +65,17 @@ def test_no_arguments_means_the_default_recipe():
     assert recipe == DEFAULT_RECIPE and training_args.output_dir == "runs/tolstoy_tiny"
 
 
+def test_options_alone_adjust_the_default_recipe():
+    model_args, data_args, _, training_args, recipe = parse_arguments(["--max_steps", "100"])
+    assert recipe == DEFAULT_RECIPE and training_args.max_steps == 100
+    assert data_args.source == "tolstoy" and model_args.preset == "tiny" and data_args.block_size == 128
+    # a data source or model type of your own replaces the recipe's, the rest of the recipe stays
+    model_args, data_args, *_ = parse_arguments(["--dataset_dir", "d", "--model_type", "lstm_lm"])
+    assert data_args.source is None and model_args.preset is None and data_args.vocab_size == 4096
+    _, data_args, *_ = parse_arguments(["--source", "text", "a.txt"])
+    assert data_args.inputs == ["a.txt"] and data_args.dataset_dir is None
+
+
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES_DIR.glob("*.yaml")))
 def test_every_recipe_parses(recipe):
     if recipe.startswith("finetune"):
@@ -360,7 +371,7 @@ def test_push_to_hub_needs_a_repository_name(prepared, tmp_path, capsys):
 
 def test_unreachable_corpus_source_says_how_to_use_local_files(tmp_path, capsys):
     args = ["--source", "tolstoy", "--base_url", "http://127.0.0.1:9/", "--corpus_cache_dir", str(tmp_path / "cache"),
-            "--output_dir", str(tmp_path / "o")]  # fmt: skip
+            "--output_dir", str(tmp_path / "o"), "--snapshot_fallback", "false"]  # fmt: skip
     err = one_line_error(args, capsys)
     assert "127.0.0.1:9" in err and "--source text" in err
     assert not (tmp_path / "o" / "corpus").exists()  # nothing half-made left behind

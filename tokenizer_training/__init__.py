@@ -6,10 +6,11 @@
 from .train import (
     KINDS,
     SPECIAL_TOKENS,
+    dataset_texts,
     export_json,
     readable_tokens,
     tokenizer_stats,
     train_tokenizer,
 )
 
-__all__ = ["KINDS", "SPECIAL_TOKENS", "export_json", "readable_tokens", "tokenizer_stats", "train_tokenizer"]
+__all__ = ["KINDS", "SPECIAL_TOKENS", "dataset_texts", "export_json", "readable_tokens", "tokenizer_stats", "train_tokenizer"]

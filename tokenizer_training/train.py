@@ -68,6 +68,26 @@ def _batches(texts: Iterable[str], counter: dict, batch_size: int = _BATCH) -> I
         yield batch
 
 
+def dataset_texts(dataset, *, max_bytes: int | None = None, seed: int = 0, text_column: str = "text",
+                  batch_size: int = _BATCH) -> Iterator[str]:
+    """The texts of a `datasets.Dataset` for `train_tokenizer`, read in Arrow batches, never all at once.
+
+    `dataset["text"]` would build one Python list of the whole corpus (gigabytes for a large one). With
+    `max_bytes`, a seeded sample: documents in a random order (`seed`) until about `max_bytes` UTF-8 bytes
+    have been given; a BPE vocabulary learnt from a few hundred megabytes is as good as one from all.
+    """
+    import pyarrow.compute as pc
+
+    source = dataset if max_bytes is None else dataset.shuffle(seed=seed)
+    given = 0
+    for batch in source.with_format("arrow").select_columns([text_column]).iter(batch_size=batch_size):
+        column = batch[text_column]
+        yield from column.to_pylist()
+        given += pc.sum(pc.binary_length(column)).as_py() or 0
+        if max_bytes is not None and given >= max_bytes:
+            return
+
+
 def _backend(kind: str) -> Tokenizer:
     """An untrained `tokenizers.Tokenizer` with the model, pre-tokenizer and decoder of `kind`."""
     if kind == "bpe":

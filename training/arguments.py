@@ -105,12 +105,21 @@ class DataArguments:
     base_url: str | None = field(
         default=None, metadata={"help": "Base URL of the az.lib.ru mirror for --source tolstoy."}
     )
+    snapshot_fallback: bool = field(
+        default=True,
+        metadata={"help": "--source tolstoy without network: use the snapshot in corpora/snapshot/ (false: an error)."},
+    )
     tokenizer_dir: str | None = field(
         default=None,
         metadata={"help": "A saved tokenizer folder; without it one is trained and saved into output_dir."},
     )
     tokenizer_kind: str = field(default="bpe", metadata={"help": "Tokenizer to train: bpe, char or word."})
     vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of the tokenizer to train."})
+    tokenizer_sample_bytes: int | None = field(
+        default=None,
+        metadata={"help": "Train the tokenizer on a seeded sample of about this many UTF-8 bytes of the train split "
+                  "(large corpora); default: all of it."},
+    )
     block_size: int = field(default=256, metadata={"help": "Tokens per training block (at most the model's context)."})
     max_train_blocks: int | None = field(
         default=None, metadata={"help": "Use only this many training blocks (quick experiments)."}
@@ -205,19 +214,23 @@ def parse_arguments(
     types: tuple = (ModelArguments, DataArguments, RunArguments, TrainingArguments),
     default_recipe: Path | None = DEFAULT_RECIPE,
     defaults: dict[str, Any] | None = None,
+    adjust_default_recipe: bool = True,
 ):
     """Parse `[RECIPE.yaml|json] [--field value ...]` into the dataclasses `types`.
 
     Values come, weakest first, from `defaults` (TRAINING_DEFAULTS), the recipe (or `default_recipe` when
-    `argv` is empty), then the command line. Returns the dataclass instances and the recipe path (or None).
+    no recipe file is named: options alone adjust it, `train_clm.py --max_steps 100`), then the command line.
+    Returns the dataclass instances and the recipe path (or None).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe_path = None
     if argv and not argv[0].startswith("-"):
         recipe_path = Path(argv.pop(0))
-    elif not argv and default_recipe is not None:
+    elif default_recipe is not None and (not argv or adjust_default_recipe):
         recipe_path = default_recipe
     recipe = load_recipe(recipe_path) if recipe_path else {}
+    if recipe_path is default_recipe and argv:
+        recipe = _without_replaced_keys(recipe, argv)
 
     known = _dataclass_fields(types)
     unknown = sorted(set(recipe) - known)
@@ -236,6 +249,22 @@ def parse_arguments(
     elif remaining:
         raise ArgumentsError(f"unknown arguments {remaining}: see `python train_clm.py --help`")
     return (*instances, recipe_path)
+
+
+# A choice made on the command line that makes some of the default recipe's keys meaningless: another model
+# type has no `tiny` preset, and a dataset folder of your own replaces the recipe's download.
+_REPLACES = {
+    "model_type": ("preset", "config_overrides"),
+    "dataset_dir": ("source", "inputs", "base_url"),
+    "source": ("inputs", "base_url", "dataset_dir"),
+}
+
+
+def _without_replaced_keys(recipe: dict[str, Any], argv: list[str]) -> dict[str, Any]:
+    """The default recipe without the keys that options given alone replace (see `_REPLACES`)."""
+    given = {word[2:].split("=", 1)[0] for word in argv if word.startswith("--")}
+    dropped = {key for flag, keys in _REPLACES.items() if flag in given for key in keys}
+    return {k: v for k, v in recipe.items() if k not in dropped}
 
 
 def _flag_value(words: list[str], flag: str) -> bool:

@@ -12,6 +12,20 @@ from transformers.integrations import TensorBoardCallback
 logger = logging.getLogger(__name__)
 
 
+def decode_whole_characters(tokenizer, ids: list[int]) -> str:
+    """The text of `ids` without a character cut in half at the end.
+
+    A byte-level BPE token can hold part of a multi-byte UTF-8 character, so a sample stopped by
+    `max_new_tokens` may end inside "з" and decode to "в глаз\ufffd". The last tokens are dropped until the
+    text ends on a whole character (a UTF-8 character spans at most 4 bytes, hence at most 3 tokens go).
+    """
+    for drop in range(min(4, len(ids) + 1)):
+        text = tokenizer.decode(ids[: len(ids) - drop], skip_special_tokens=True)
+        if not text.endswith("\ufffd"):
+            return text
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
 @torch.no_grad()
 def sample_continuations(
     model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.8, seed: int = 0
@@ -36,7 +50,7 @@ def sample_continuations(
                 top_k=50 if temperature > 0 else None,
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
             )
-            outputs.append(prompt + tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+            outputs.append(prompt + decode_whole_characters(tokenizer, out[0, ids.shape[1] :].tolist()))
     model.train(was_training)
     return outputs
 

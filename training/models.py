@@ -31,7 +31,8 @@ def model_context_length(config: PretrainedConfig) -> int | None:
 def build_config(model_args: ModelArguments, tokenizer, block_size: int) -> PretrainedConfig:
     """The config of a model sized to `tokenizer` and `block_size`, from a preset or the type's defaults.
 
-    The vocabulary and special-token ids follow the tokenizer; --config_overrides win over everything and
+    The context (max_position_embeddings, n_positions...) is `block_size`, the length it trains at; the
+    vocabulary and special-token ids follow the tokenizer; --config_overrides win over everything and
     are checked against the config's fields so a typo is an error, not a silently ignored key.
     """
     overrides = parse_config_overrides(model_args.config_overrides)
@@ -61,10 +62,13 @@ def build_config(model_args: ModelArguments, tokenizer, block_size: int) -> Pret
             f"--config_overrides names {unknown}, which {type(base).__name__} does not have: check the field names"
         )
     values = {**base.to_dict(), **tokens, **overrides}
-    # Grow the context to the block size unless the user pinned it; too small is reported below.
+    # The saved config must advertise the context the model is trained at: lm-eval, pipeline() and every other
+    # client read max_position_embeddings as the longest input worth feeding, and a `tiny` preset (256) trained
+    # on 128-token blocks is worse beyond 128. So the context is the block size unless the user pinned it
+    # (then a block longer than that is reported below).
     for name in CONTEXT_FIELDS:
         if hasattr(base, name) and name not in overrides and isinstance(getattr(base, name), int):
-            values[name] = max(getattr(base, name), block_size)
+            values[name] = block_size
     config = type(base).from_dict(values)
     if model_args.attn_implementation:
         config._attn_implementation = model_args.attn_implementation

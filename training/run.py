@@ -20,7 +20,7 @@ from transformers.integrations import TensorBoardCallback
 from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
 from corpora.blocks import prepare_blocks
 from push_to_hub import PushError, UploadError, push_model
-from tokenizer_training import train_tokenizer
+from tokenizer_training import dataset_texts, train_tokenizer
 
 from .arguments import ArgumentsError, DataArguments, RunArguments
 from .callbacks import SampleCallback
@@ -93,6 +93,7 @@ def corpus_arguments(data_args: DataArguments, training_args: TrainingArguments,
         "validation_split": data_args.validation_split,
         "seed": training_args.seed,
         "text_column": data_args.text_column,
+        "snapshot_fallback": data_args.snapshot_fallback,
     }
     if data_args.corpus_cache_dir:
         values["cache_dir"] = data_args.corpus_cache_dir
@@ -112,7 +113,7 @@ def load_or_train_tokenizer(data_args: DataArguments, dataset, training_args: Tr
         if not (path / "tokenizer.json").exists():
             try:
                 tokenizer = train_tokenizer(
-                    dataset["train"]["text"],
+                    dataset_texts(dataset["train"], max_bytes=data_args.tokenizer_sample_bytes, seed=training_args.seed),
                     kind=data_args.tokenizer_kind,
                     vocab_size=data_args.vocab_size,
                     model_max_length=data_args.block_size,
