@@ -2,6 +2,7 @@
 
     python bench/bench_gpu.py                       # base preset, block 1024, batch 16
     python bench/bench_gpu.py --preset small --block_size 256 --batch_size 64
+    python bench/bench_gpu.py --json bench/out/gpu.json   # also the table's rows as JSON
 
 MFU = achieved model FLOPs per second / the GPU's own bf16 matmul peak, measured in the same run with a
 large square matmul (not the datasheet figure). Model FLOPs per token follow the PaLM appendix: 6N for the
@@ -21,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
 
 
@@ -108,7 +110,10 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cpu: a smoke run of this script's code path (its figures mean nothing)")
+    parser.add_argument("--json", help="also write the table's rows to this JSON file (nothing without a GPU)")
     args = parser.parse_args()
+    if args.json and (problem := json_path_problem(args.json)):
+        parser.error(problem)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_gpu.py: no CUDA GPU here; run it where one is (results go to bench/RESULTS.md)")
         return 0
@@ -138,6 +143,11 @@ def main() -> int:
     print("|---|---:|---:|---|")
     for name, tps, mfu in rows:
         print(f"| {name} | {tps:,.0f} | {100 * mfu:.1f}% | {'met' if mfu >= 0.40 else 'missed'} |")
+    if args.json:
+        device = torch.cuda.get_device_name() if on_gpu else "cpu"
+        write_rows(args.json, [{"name": n, "tok_s": tps, "mfu": mfu, "device": device, "peak_tflops": peak,
+                                "preset": args.preset, "block": args.block_size, "batch": args.batch_size,
+                                "gflop_per_token": fpt / 1e9} for n, tps, mfu in rows])
     return 0
 
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers import CompileConfig, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
+from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
 
 LLAMA_ARCH = dict(norm_type="rmsnorm", mlp_type="swiglu", bias=False)
@@ -148,6 +149,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(args.memory_child, args)
+    if args.json and (problem := json_path_problem(args.json)):
+        parser.error(problem)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     names = ["ropegpt", "ropegpt-llama-arch", "llama"]
@@ -208,8 +211,7 @@ def main() -> None:
                      gen_tok_s_cache=gen_tps[name, True], gen_tok_s_no_cache=gen_tps[name, False],
                      gen_tok_s_static_compiled=compiled.get(name, {}).get("tok_s"), device=device.type, preset=args.preset)
                 for name in names]
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_rows(args.json, rows)
 
     ratio = train_tps["ropegpt"] / train_tps["llama"]
     memory = peak["ropegpt"] / peak["llama"]

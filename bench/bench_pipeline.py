@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_pipeline.py            # all of ../shared/corpora/tolstoy/txt, then War and Peace alone
     .venv/bin/python bench/bench_pipeline.py --quick    # one small file, a smoke run of a few seconds
+    .venv/bin/python bench/bench_pipeline.py --json bench/out/pipeline.json   # also the stage rows as JSON
 
 Stages (ours): `corpus` (corpora.prepare_corpus writes the DatasetDict, then it is loaded back, as the
 CLI chain does), `tokenizer` (train_tokenizer, byte-level BPE), `tokenize` (corpora.blocks.tokenize_dataset)
@@ -54,6 +55,7 @@ import datasets  # noqa: E402
 import transformers  # noqa: E402
 from datasets import load_from_disk  # noqa: E402
 
+from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import CorpusArguments, prepare_corpus  # noqa: E402
 from corpora.blocks import group_blocks, tokenize_dataset  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
@@ -278,7 +280,10 @@ def main() -> None:
     parser.add_argument("--tokenizer_sample_bytes", type=int, default=50_000_000,
                         help="--scale: train the tokenizer on a seeded sample of this many bytes.")
     parser.add_argument("--_scale_child", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="Also write the stage rows (seconds, ours and run_clm's) to this JSON file.")
     args = parser.parse_args()
+    if args.json and (problem := json_path_problem(args.json)):
+        parser.error(problem)
     if args._scale_child:
         import json
 
@@ -324,7 +329,10 @@ def main() -> None:
         print("\n| stage | ours s | ours MB/s | run_clm s | run_clm MB/s | speed-up (run_clm s / ours s) |")
         print("|---|---|---|---|---|---|")
 
+        rows = []
+
         def row(stage, ours_s, peer_s=None):
+            rows.append({"name": stage, "ours_s": ours_s, "run_clm_s": peer_s, "mb": mb})
             peer = f"{peer_s:.3f} | {mb / peer_s:.2f} | {peer_s / ours_s:.2f}x" if peer_s else "- | - | -"
             print(f"| {stage} | {ours_s:.3f} | {mb / ours_s:.2f} | {peer} |")
 
@@ -350,10 +358,13 @@ def main() -> None:
             print("| War and Peace prepared in < 30 s | not measured (--quick) | - |")
         else:
             seconds, nbytes = full_preparation([WAR_AND_PEACE], args.vocab_size, args.block_size)
+            rows.append({"name": "War and Peace prepared", "ours_s": seconds, "run_clm_s": None, "mb": nbytes / 1e6})
             print(f"| War and Peace ({nbytes / 1e6:.2f} MB) prepared in < 30 s | {seconds:.1f} s | "
                   f"{'yes' if seconds < 30 else 'NO'} |")
         print(f"| tokenization no slower than run_clm | {o_tok:.2f} s vs {p_tok:.2f} s | "
               f"{'yes' if o_tok <= p_tok else 'NO'} |")
+        if args.json:
+            write_rows(args.json, rows)
     finally:
         shutil.rmtree(_TMP, ignore_errors=True)
 

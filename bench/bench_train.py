@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_train.py                  # tiny preset, blocks of 128, ~2 minutes on 2 CPU cores
     .venv/bin/python bench/bench_train.py --reps 5 --steps 60 --threads 1
+    .venv/bin/python bench/bench_train.py --json bench/out/train.json   # also the table's rows as JSON
 
 Target (the issue): training throughput through `train_clm.py` within 5% of a bare PyTorch loop over the
 same model and batches.
@@ -47,6 +48,7 @@ import transformers  # noqa: E402
 from datasets import Dataset, DatasetDict  # noqa: E402
 from transformers import PrinterCallback, Trainer, TrainerCallback, get_scheduler, set_seed  # noqa: E402
 
+from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import read_text_file  # noqa: E402
 from corpora.blocks import prepare_blocks  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
@@ -152,7 +154,10 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="also write the table's rows to this JSON file")
     args = parser.parse_args()
+    if args.json and (problem := json_path_problem(args.json)):
+        parser.error(problem)
     torch.set_num_threads(args.threads)
     transformers.utils.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -181,12 +186,18 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     best = {k: max(v) for k, v in results.items()}
     bare = "bare PyTorch loop"
+    rows = []
     print("| path | median tokens/s | best tokens/s | ratio to bare (median) | ratio to bare (best) | target met (≥ 0.95) |")
     print("|---|---:|---:|---:|---:|---|")
     for name in results:
         ratio, ratio_best = med[name] / med[bare], best[name] / best[bare]
         met = "" if name == bare else ("yes" if ratio >= TARGET else "no")
         print(f"| {name} | {med[name]:.0f} | {best[name]:.0f} | {ratio:.3f} | {ratio_best:.3f} | {met} |")
+        rows.append({"name": name, "median_tok_s": med[name], "best_tok_s": best[name], "ratio_median": ratio,
+                     "ratio_best": ratio_best, "reps": results[name], "batch": args.batch, "block": args.block,
+                     "threads": torch.get_num_threads()})
+    if args.json:
+        write_rows(args.json, rows)
 
 
 if __name__ == "__main__":
