@@ -28,13 +28,17 @@ from training.arguments import (
     ModelArguments,
     RunArguments,
     parse_arguments,
+    validate_arguments,
 )
 from training.models import model_context_length
+from training.outputs import claimed_output_dir
 from training.run import (
     USER_ERRORS,
+    RunInterrupted,
     build_trainer,
-    error_line,
     describe_args,
+    error_line,
+    interrupted_lines,
     load_text,
     make_blocks,
     push_at_end,
@@ -148,6 +152,7 @@ def save_merged(model, tokenizer, output_dir: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune from a recipe and/or command-line arguments; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         model_args, data_args, run_args, ft_args, training_args, recipe = parse_arguments(
             argv,
@@ -155,27 +160,36 @@ def main(argv: list[str] | None = None) -> int:
             default_recipe=RECIPES_DIR / "finetune_rugpt3_tolstoy.yaml",
             defaults=FINETUNE_DEFAULTS,
         )
+        validate_arguments(data_args, training_args)  # every argument before any work: nothing written yet
         setup_process(training_args)
         hub_target = take_over_hub_push(training_args)
-        set_seed(training_args.seed)
-        tokenizer, model = load_pretrained(model_args.model_name_or_path)
-        data_args.block_size = capped_block_size(data_args.block_size, model)
-        dataset = load_text(data_args, training_args)
-        if ft_args.wrap_documents:
-            dataset = wrap_documents(dataset, tokenizer)
-        blocks = make_blocks(dataset, tokenizer, data_args, training_args)
-        if ft_args.lora_r > 0:
-            model = apply_lora(model, ft_args)
-        trainer = build_trainer(model, tokenizer, blocks, training_args, run_args)
-        arguments = describe_args(model_args, data_args, run_args, ft_args, training_args)
-        arguments["recipe"] = str(recipe) if recipe else None
-        metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
-        url = push_at_end(trainer, hub_target)
-        if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
-            logger.info("merged model written to %s", save_merged(trainer.model, tokenizer, training_args.output_dir))
+        with claimed_output_dir(training_args, run_args.overwrite_output_dir) as finished:
+            if finished is not None:
+                print(f"already complete at step {finished}: model in {training_args.output_dir} (nothing changed)")
+                return 0
+            set_seed(training_args.seed)
+            tokenizer, model = load_pretrained(model_args.model_name_or_path)
+            data_args.block_size = capped_block_size(data_args.block_size, model)
+            dataset = load_text(data_args, training_args)
+            if ft_args.wrap_documents:
+                dataset = wrap_documents(dataset, tokenizer)
+            blocks = make_blocks(dataset, tokenizer, data_args, training_args)
+            if ft_args.lora_r > 0:
+                model = apply_lora(model, ft_args)
+            trainer = build_trainer(model, tokenizer, blocks, training_args, run_args)
+            arguments = describe_args(model_args, data_args, run_args, ft_args, training_args)
+            arguments["recipe"] = str(recipe) if recipe else None
+            metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
+            url = push_at_end(trainer, hub_target)
+            if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
+                merged = save_merged(trainer.model, tokenizer, training_args.output_dir)
+                logger.info("merged model written to %s", merged)
     except USER_ERRORS as e:
         print(error_line("finetune.py", e), file=sys.stderr)
         return 2
+    except RunInterrupted as e:
+        print(interrupted_lines("finetune.py", e, argv), file=sys.stderr)
+        return e.exit_code
     report_end(trainer, metrics, url)
     return 0
 

@@ -39,6 +39,8 @@ from transformers import (
     set_seed,
 )
 
+from training.checkpoints import IncompleteModelError, check_model_folder
+
 
 class GenerateError(ValueError):
     """A bad argument or an unloadable model: the message is one line saying what to do."""
@@ -105,10 +107,14 @@ def load_model(name_or_path: str, device: str | torch.device | None = None):
         path = Path(name_or_path).expanduser()
         if not path.is_dir():
             raise GenerateError(f"model folder {name_or_path} does not exist")
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / ".final-ready").exists():
             raise GenerateError(
                 f"{name_or_path} has no config.json: give a folder written by train_clm.py or save_pretrained"
             )
+        try:
+            check_model_folder(path)
+        except IncompleteModelError as e:
+            raise GenerateError(str(e)) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True)
