@@ -101,9 +101,18 @@ def resume_and_check(prepared, out: Path, max_steps: int = MAX_STEPS) -> None:
 def finished(prepared, tmp_path_factory):
     """A run that reached MAX_STEPS (copied by the tests that change it)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    result = run(args_for(prepared, out))
+    result = run(args_for(prepared, out, "--hub_token", SECRET))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+SECRET = "hf_NeverWriteMe0123456789"
+
+
+def test_the_hub_token_is_in_no_file_of_the_run(finished):
+    written = [p for p in finished.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not written and (finished / "training_args.bin").is_file()
+    assert (finished / "checkpoint-4" / "training_args.bin").is_file()
 
 
 # ---------------------------------------------------------------- SIGKILL at many moments
