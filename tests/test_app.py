@@ -114,6 +114,15 @@ def test_closing_the_stream_stops_generation(loaded):
     assert first.startswith(PROMPT)
 
 
+def test_a_prompt_longer_than_the_context_is_cut_and_said(loaded):
+    model, tokenizer = loaded
+    prompt = "Казан шәһәре зур һәм матур. " * 60
+    notes = []
+    steps = list(app.stream_completion(model, tokenizer, prompt, 0, max_new_tokens=8, on_note=notes.append))
+    assert len(notes) == 1 and "keeping its last" in notes[0]
+    assert steps[-1].startswith(prompt) and len(steps[-1]) > len(prompt)  # the page shows the whole prompt
+
+
 def test_build_demo_has_the_complete_endpoint(loaded):
     demo = app.build_demo(*loaded)
     names = [dep.api_name for dep in demo.fns.values()]
