@@ -31,7 +31,7 @@ from training.arguments import (
     validate_arguments,
 )
 from training.models import model_context_length
-from training.outputs import claimed_output_dir
+from training.outputs import claimed_output_dir, disk_full_message
 from training.run import (
     USER_ERRORS,
     RunInterrupted,
@@ -153,6 +153,7 @@ def save_merged(model, tokenizer, output_dir: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune from a recipe and/or command-line arguments; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    training_args = None
     try:
         model_args, data_args, run_args, ft_args, training_args, recipe = parse_arguments(
             argv,
@@ -190,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as e:
         print(interrupted_lines("finetune.py", e, argv), file=sys.stderr)
         return e.exit_code
+    except Exception as e:
+        line = disk_full_message(e, training_args.output_dir) if training_args is not None else None
+        if line is None:
+            raise
+        print(f"\nfinetune.py: error: {line}", file=sys.stderr)
+        return 2
     report_end(trainer, metrics, url)
     return 0
 

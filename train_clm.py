@@ -18,7 +18,7 @@ from transformers import set_seed
 
 from training.arguments import parse_arguments, validate_arguments
 from training.models import build_config, build_model, check_model_arguments
-from training.outputs import claimed_output_dir
+from training.outputs import claimed_output_dir, disk_full_message
 from training.run import (
     USER_ERRORS,
     RunInterrupted,
@@ -42,6 +42,7 @@ logger = logging.getLogger("train_clm")
 def main(argv: list[str] | None = None) -> int:
     """Run one training from a recipe and/or command-line arguments; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    training_args = None
     try:
         model_args, data_args, run_args, training_args, recipe = parse_arguments(argv)
         validate_arguments(data_args, training_args)  # every argument before any work: nothing written yet
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as e:
         print(interrupted_lines("train_clm.py", e, argv), file=sys.stderr)
         return e.exit_code
+    except Exception as e:
+        line = disk_full_message(e, training_args.output_dir) if training_args is not None else None
+        if line is None:
+            raise
+        print(f"\ntrain_clm.py: error: {line}", file=sys.stderr)
+        return 2
     report_end(trainer, metrics, url)
     return 0
 

@@ -313,3 +313,36 @@ def test_config_overrides_of_aliased_fields_land(corpora_dir):
     assert config.n_positions == 48
     # the context is never grown silently: a longer block is the one-line error of the test above
     assert build_config(ModelArguments(model_type="gpt2"), None, 512).n_positions == 1024
+
+
+# ---------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 800 KB tmpfs: room for one checkpoint of the tiny model (520 KB), not two; skipped where not root."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=800k", "tmpfs", str(disk)], capture_output=True,
+                             text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill a disk ({mounted.stderr.strip() or 'not root'})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_disk_full_is_one_line_and_the_last_checkpoint_stays_loadable(prepared, small_disk):
+    from training.checkpoints import check_model_folder, is_complete_checkpoint
+
+    out = small_disk / "run"
+    full = run(args_for(prepared, out))
+    assert full.returncode == 2, full.stderr[-3000:]
+    lines = [l for l in full.stderr.splitlines() if l.startswith("train_clm.py: error:")]
+    assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert "no space left" in lines[0] and str(out) in lines[0] and "bytes free" in lines[0]
+    assert "checkpoint-4" in lines[0]
+    assert is_complete_checkpoint(out / "checkpoint-4")
+    check_model_folder(out / "checkpoint-4")

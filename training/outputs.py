@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -218,3 +219,35 @@ def save_final(trainer, files: dict[str, str]) -> None:
         shutil.rmtree(ready)
     os.replace(staging, ready)  # from here on the new model is complete and will be published
     publish_ready(output_dir)
+
+
+def _chain(error: BaseException):
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def disk_full_message(error: BaseException, output_dir: str | Path) -> str | None:
+    """One line for a write that failed because the disk of OUTPUT_DIR is full, else None.
+
+    torch.save and safetensors report a full disk in their own words (a RuntimeError "unexpected pos", a
+    SafetensorError with "os error 28"), so the chain of errors is searched for ENOSPC or those words.
+    """
+    certain = ("no space left on device", "os error 28", "enospc")
+    # torch's zip writer only says that a write came up short: a full disk when the disk is (nearly) full
+    short_write = ("file write failed", "unexpected pos")
+    output_dir = Path(output_dir)
+    folder = next((p for p in (output_dir, *output_dir.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    texts = [str(e).lower() for e in _chain(error)]
+    full = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _chain(error))
+    full = full or any(w in t for t in texts for w in certain)
+    full = full or (free < 64 * 2**20 and any(w in t for t in texts for w in short_write))
+    if not full:
+        return None
+    last = find_resumable_checkpoint(output_dir) if output_dir.is_dir() else None
+    kept = f"the last complete checkpoint ({last.name}) is intact" if last else "no complete checkpoint was written"
+    return (
+        f"no space left on the disk of {output_dir} ({free} bytes free): {kept}; free some space and resume with "
+        "--resume_from_checkpoint auto, or give an --output_dir on a larger disk"
+    )
