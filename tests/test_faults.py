@@ -103,7 +103,15 @@ def finished(prepared, tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
     result = run(args_for(prepared, out, "--hub_token", SECRET))
     assert result.returncode == 0, result.stderr[-3000:]
+    (out.parent / "log.txt").write_text(result.stdout + result.stderr)
     return out
+
+
+def test_no_noise_a_user_reads_as_a_fault(finished):
+    """The best model's reload (tied lm_head) and CPU evaluation (pin_memory) used to warn on every run."""
+    log = (finished.parent / "log.txt").read_text()
+    assert "Loading best model" in log  # the reload did happen
+    assert "missing keys" not in log and "pin_memory" not in log
 
 
 SECRET = "hf_NeverWriteMe0123456789"

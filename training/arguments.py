@@ -228,7 +228,7 @@ def _flag_value(words: list[str], flag: str) -> bool:
 
 
 def adapt_to_cpu(words: list[str]) -> list[str]:
-    """`words` adjusted for a machine without a GPU: fp16/bf16 off (with a warning), CPU ranks joined.
+    """`words` adjusted for a machine without a GPU: fp16/bf16 off (with a warning), CPU ranks joined, no pinning.
 
     Trainer silently trains in float32 when --fp16 is given on a CPU, and refuses --bf16 there with an
     error that names neither the flag's origin nor a fix (DESIGN.md). Turning them off here, loudly, lets
@@ -240,6 +240,8 @@ def adapt_to_cpu(words: list[str]) -> list[str]:
 
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         return words
+    # Pinned memory only speeds up copies to a GPU; without one every DataLoader warns about it.
+    words = words + ["--dataloader_pin_memory", "false"]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         words = words + ["--use_cpu", "true"]
     for flag in ("fp16", "bf16"):

@@ -147,6 +147,16 @@ def make_blocks(dataset, tokenizer, data_args: DataArguments, training_args: Tra
 class CLMTrainer(Trainer):
     """Trainer that stops at once, naming the step, when the loss stops being a finite number."""
 
+    def _issue_warnings_after_load(self, load_result):
+        # Tied weights (lm_head = the embeddings) are saved once, so they are "missing" from every checkpoint;
+        # Trainer only recognises models that list them in _keys_to_ignore_on_save and would warn on each
+        # best-model reload. Re-tie them and keep the warning for keys that are really missing.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
