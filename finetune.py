@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as e:
         print(interrupted_lines("finetune.py", e, argv), file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: stop now, say so
+        print(f"\nfinetune.py: interrupted; the newest complete checkpoint (if any) resumes with "
+              "--resume_from_checkpoint auto", file=sys.stderr)
+        return 130
     except Exception as e:
         line = disk_full_message(e, training_args.output_dir) if training_args is not None else None
         if line is None:

@@ -247,8 +247,8 @@ def build_corpus_with_manifest(args: CorpusArguments):
     if args.validation_split > 0 and not validation:
         chars = sum(len(r["text"]) for r in documents)
         raise CorpusError(f"{', '.join(args.inputs) or args.source} is too small to split into train and validation "
-                          f"({len(documents)} document(s), {chars} characters): give more text, or --validation_split 0 "
-                          "and a separate validation corpus")
+                          f"({len(documents)} document(s), {chars} characters): give more text, or "
+                          "--validation_split 0 and a separate validation corpus")
     features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
     corpus = datasets.DatasetDict({
         name: datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "source": [r["source"] for r in rows]},

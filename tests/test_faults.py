@@ -35,8 +35,9 @@ def prepared(corpora_dir, tmp_path_factory):
     from tokenizer_training import train_tokenizer
 
     root = tmp_path_factory.mktemp("faults")
-    data = prepare_corpus(CorpusArguments(source="text", inputs=[str(corpora_dir / "tolstoy" / "txt" / STORY)],
-                                          output_dir=str(root / "data"), validation_split=0.2, max_doc_chars=2000))  # fmt: skip
+    story = str(corpora_dir / "tolstoy" / "txt" / STORY)
+    data = prepare_corpus(CorpusArguments(source="text", inputs=[story], output_dir=str(root / "data"),
+                                          validation_split=0.2, max_doc_chars=2000))  # fmt: skip
     tokenizer = train_tokenizer(load_corpus(data)["train"]["text"], kind="bpe", vocab_size=300, model_max_length=32)
     tokenizer.save_pretrained(root / "tokenizer")
     return data, root / "tokenizer"
@@ -170,7 +171,8 @@ def test_a_fresh_run_into_a_finished_run_is_refused_unless_overwrite(prepared, f
     before = fingerprint(out)
     refused = run(args_for(prepared, out))
     assert refused.returncode == 2
-    assert str(out) in refused.stderr and "--overwrite_output_dir" in refused.stderr and "Traceback" not in refused.stderr
+    assert str(out) in refused.stderr and "--overwrite_output_dir" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert fingerprint(out) == before
     again = run(args_for(prepared, out, "--max_steps", "4", "--overwrite_output_dir", "true"))
     assert again.returncode == 0, again.stderr[-3000:]

@@ -305,7 +305,9 @@ def validate_arguments(data_args: DataArguments, training_args: TrainingArgument
     if not data_args.tokenizer_dir and data_args.vocab_size < 1:
         raise ArgumentsError(f"--vocab_size {data_args.vocab_size}: give a positive vocabulary size, e.g. 8192")
     if data_args.source and not 0 < data_args.validation_split < 1:
-        raise ArgumentsError(f"--validation_split {data_args.validation_split}: give a share between 0 and 1, e.g. 0.05")
+        raise ArgumentsError(
+            f"--validation_split {data_args.validation_split}: give a share between 0 and 1, e.g. 0.05"
+        )
     if data_args.dataset_dir and not Path(data_args.dataset_dir).is_dir():
         raise ArgumentsError(
             f"--dataset_dir {data_args.dataset_dir} does not exist: prepare it with "

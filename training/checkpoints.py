@@ -94,12 +94,15 @@ def check_model_folder(path: str | Path) -> None:
     # loads when they are all there, and the next run of the training finishes the moves.
     cause = "its final save was interrupted" if (path / ".final-ready").exists() else "a kill while saving?"
     advice = f"it was cut short ({cause}): rerun the training with --resume_from_checkpoint auto to finish it"
+    config_name = "config.json"
+    if not (path / config_name).exists() and (path / "adapter_config.json").exists():
+        config_name = "adapter_config.json"  # a LoRA run's folder: the adapter, no base weights
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((path / config_name).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IncompleteModelError(f"{path} is incomplete (no config.json): {advice}") from None
     except (OSError, ValueError):
-        raise IncompleteModelError(f"{path} is incomplete (config.json is empty or cut short): {advice}") from None
+        raise IncompleteModelError(f"{path} is incomplete ({config_name} is empty or cut short): {advice}") from None
     weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("pytorch_model*.bin"))
     if not weights:
         raise IncompleteModelError(f"{path} is incomplete (no weights: model.safetensors is missing): {advice}")

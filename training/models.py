@@ -129,7 +129,7 @@ def check_model_arguments(model_args: ModelArguments, block_size: int) -> None:
     try:
         with torch.device("meta"):
             AutoModelForCausalLM.from_config(config)
-    except (ValueError, TypeError, AssertionError, RuntimeError) as e:
+    except (ValueError, TypeError, AssertionError, RuntimeError, ImportError) as e:
         first = " ".join(str(e).split()) or type(e).__name__
         raise ArgumentsError(f"the model cannot be built from these arguments ({first[:300]})") from None
 

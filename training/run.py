@@ -255,7 +255,8 @@ def train_and_save(trainer: CLMTrainer, resume_from_checkpoint: str | None, extr
             train_result = trainer.train(resume_from_checkpoint=resume)
             if stop.signum and trainer.state.global_step < trainer.state.max_steps:
                 checkpoint = Path(args.output_dir) / f"checkpoint-{trainer.state.global_step}"
-                raise RunInterrupted(stop.signum, trainer.state.global_step, str(checkpoint) if checkpoint.is_dir() else None)
+                saved = str(checkpoint) if checkpoint.is_dir() else None
+                raise RunInterrupted(stop.signum, trainer.state.global_step, saved)
             metrics = {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()}
         metrics.update(trainer.evaluate())
         metrics["world_size"] = args.world_size
