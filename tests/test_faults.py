@@ -129,15 +129,16 @@ def test_the_hub_token_is_in_no_file_of_the_run(finished):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "fault",
-    ["checkpoint_state:4", "checkpoint_state:8", "final_save:_", "publish:1", "publish:10"],
-)
-def test_sigkill_of_a_first_run_then_resume_reaches_max_steps(prepared, tmp_path, fault):
+    "fault,loadable",
+    [("checkpoint_state:4", False), ("checkpoint_state:8", False), ("final_save:_", False), ("publish:1", False),
+     ("publish:10", True)],  # after 10 moves config, code and weights are in place: only metrics.json is not
+)  # fmt: skip
+def test_sigkill_of_a_first_run_then_resume_reaches_max_steps(prepared, tmp_path, fault, loadable):
     out = tmp_path / "run"
     killed = run(args_for(prepared, out), fault=fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    # no final model yet: our loader says the folder is incomplete (one line), never an AttributeError
-    assert not loads(out)
+    # no complete final model yet: our loader says the folder is incomplete (one line), never an AttributeError
+    assert loads(out) == loadable
     resume_and_check(prepared, out)
 
 
