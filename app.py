@@ -30,7 +30,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from transformers import HfArgumentParser, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer  # noqa: E402
 
-from generate import GenerateError, load_model, sampling_kwargs  # noqa: E402
+from generate import GenerateError, context_length, fit_prompt, load_model, sampling_kwargs  # noqa: E402
 
 EXAMPLES = [
     "Князь Андрей",
@@ -98,13 +98,15 @@ def stream_completion(
     top_k: int = 50,
     top_p: float = 0.95,
     max_new_tokens: int = 100,
+    on_note=None,
 ) -> Iterator[str]:
     """Yield the prompt followed by the continuation so far, each time a new piece of text is decoded.
 
     Temperature 0 means greedy decoding (then top-k and top-p play no part). `model.generate` runs in a
     thread and hands tokens to a `TokenStreamer` (transformers' `TextIteratorStreamer`, token by token),
     which this generator reads. The prompt is encoded without special tokens, as in `generate.py`.
-    If the consumer stops early (the page is closed), generation stops at the next token.
+    If the consumer stops early (the page is closed), generation stops at the next token. A prompt too long
+    for the model's context is cut to its last tokens; `on_note(text)` is then called with what was cut.
     """
     if not prompt:
         raise GenerateError("type a prompt to continue")
@@ -116,11 +118,15 @@ def stream_completion(
         top_p=float(top_p),
     )
     kwargs.pop("num_return_sequences")
+    # A prompt longer than the context keeps its last tokens (generate.fit_prompt); the page shows it whole.
+    model_input, note = fit_prompt(tokenizer, prompt, context_length(model), kwargs["max_new_tokens"])
+    if note and on_note is not None:
+        on_note(note)
     # Someone who presses Generate expects a continuation: a small model sampling eos as its first token would
     # leave the box unchanged (about 2% of samples for a random-weight tiny model), so eos may come from the second.
     kwargs["min_new_tokens"] = 1
     device = next(model.parameters()).device
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
+    inputs = tokenizer(model_input, return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TokenStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = Event()
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -161,7 +167,9 @@ def build_demo(model, tokenizer, title: str = "RoPE-GPT") -> gr.Blocks:
 
     def complete(prompt: str, temperature: float, top_k: int, top_p: float, max_new_tokens: int) -> Iterator[str]:
         try:
-            yield from stream_completion(model, tokenizer, prompt, temperature, top_k, top_p, max_new_tokens)
+            yield from stream_completion(
+                model, tokenizer, prompt, temperature, top_k, top_p, max_new_tokens, on_note=gr.Warning
+            )
         except GenerateError as e:
             raise gr.Error(str(e)) from None
 

@@ -30,13 +30,17 @@ from training.arguments import (
     ModelArguments,
     RunArguments,
     parse_arguments,
+    validate_arguments,
 )
 from training.models import model_context_length
+from training.outputs import claimed_output_dir, disk_full_message
 from training.run import (
     USER_ERRORS,
+    RunInterrupted,
     build_trainer,
-    error_line,
     describe_args,
+    error_line,
+    interrupted_lines,
     load_text,
     make_blocks,
     push_at_end,
@@ -168,6 +172,8 @@ def _read_json(path: Path) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune from a recipe and/or command-line arguments; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    training_args = None
     try:
         model_args, data_args, run_args, ft_args, training_args, recipe = parse_arguments(
             argv,
@@ -176,26 +182,45 @@ def main(argv: list[str] | None = None) -> int:
             defaults=FINETUNE_DEFAULTS,
             adjust_default_recipe=False,  # its recipe is a GPU run (fp16, 4x accumulation): only a bare command gets it
         )
+        validate_arguments(data_args, training_args)  # every argument before any work: nothing written yet
         setup_process(training_args)
         hub_target = take_over_hub_push(training_args)
-        set_seed(training_args.seed)
-        tokenizer, model = load_pretrained(model_args.model_name_or_path)
-        data_args.block_size = capped_block_size(data_args.block_size, model)
-        dataset = load_text(data_args, training_args)
-        if ft_args.wrap_documents:
-            dataset = wrap_documents(dataset, tokenizer)
-        blocks = make_blocks(dataset, tokenizer, data_args, training_args)
-        if ft_args.lora_r > 0:
-            model = apply_lora(model, ft_args)
-        trainer = build_trainer(model, tokenizer, blocks, training_args, run_args)
-        arguments = describe_args(model_args, data_args, run_args, ft_args, training_args)
-        arguments["recipe"] = str(recipe) if recipe else None
-        metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
-        url = push_at_end(trainer, hub_target)
-        if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
-            logger.info("merged model written to %s", save_merged(trainer.model, tokenizer, training_args.output_dir))
+        with claimed_output_dir(training_args, run_args.overwrite_output_dir) as finished:
+            if finished is not None:
+                print(f"already complete at step {finished}: model in {training_args.output_dir} (nothing changed)")
+                return 0
+            set_seed(training_args.seed)
+            tokenizer, model = load_pretrained(model_args.model_name_or_path)
+            data_args.block_size = capped_block_size(data_args.block_size, model)
+            dataset = load_text(data_args, training_args)
+            if ft_args.wrap_documents:
+                dataset = wrap_documents(dataset, tokenizer)
+            blocks = make_blocks(dataset, tokenizer, data_args, training_args)
+            if ft_args.lora_r > 0:
+                model = apply_lora(model, ft_args)
+            trainer = build_trainer(model, tokenizer, blocks, training_args, run_args)
+            arguments = describe_args(model_args, data_args, run_args, ft_args, training_args)
+            arguments["recipe"] = str(recipe) if recipe else None
+            metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
+            url = push_at_end(trainer, hub_target)
+            if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
+                merged = save_merged(trainer.model, tokenizer, training_args.output_dir)
+                logger.info("merged model written to %s", merged)
     except USER_ERRORS as e:
         print(error_line("finetune.py", e), file=sys.stderr)
+        return 2
+    except RunInterrupted as e:
+        print(interrupted_lines("finetune.py", e, argv), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: stop now, say so
+        print(f"\nfinetune.py: interrupted; the newest complete checkpoint (if any) resumes with "
+              "--resume_from_checkpoint auto", file=sys.stderr)
+        return 130
+    except Exception as e:
+        line = disk_full_message(e, training_args.output_dir) if training_args is not None else None
+        if line is None:
+            raise
+        print(f"\nfinetune.py: error: {line}", file=sys.stderr)
         return 2
     report_end(trainer, metrics, url)
     return 0

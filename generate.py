@@ -39,6 +39,8 @@ from transformers import (
     set_seed,
 )
 
+from training.checkpoints import IncompleteModelError, check_model_folder
+
 
 class GenerateError(ValueError):
     """A bad argument or an unloadable model: the message is one line saying what to do."""
@@ -56,7 +58,7 @@ class GenerateArguments:
     score: str | None = field(
         default=None,
         metadata={"help": "Instead of sampling, print perplexity and bits per byte of each line of this file "
-                  "(or of this text, when no such file exists)."},
+                  "(or of this text, when it is a sentence; a missing file name is an error)."},
     )
     max_new_tokens: int = field(default=100, metadata={"help": "Tokens to generate after each prompt."})
     greedy: bool = field(
@@ -105,10 +107,14 @@ def load_model(name_or_path: str, device: str | torch.device | None = None):
         path = Path(name_or_path).expanduser()
         if not path.is_dir():
             raise GenerateError(f"model folder {name_or_path} does not exist")
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / ".final-ready").exists():
             raise GenerateError(
                 f"{name_or_path} has no config.json: give a folder written by train_clm.py or save_pretrained"
             )
+        try:
+            check_model_folder(path)
+        except IncompleteModelError as e:
+            raise GenerateError(str(e)) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True)
@@ -173,6 +179,9 @@ def generate_texts(
         set_seed(seed)
     texts = []
     for prompt in prompts:
+        prompt, note = fit_prompt(tokenizer, prompt, context_length(model), kwargs["max_new_tokens"])
+        if note:
+            print(f"generate.py: note: {note}", file=sys.stderr)
         streamer = None
         if stream and kwargs["num_return_sequences"] == 1:
             streamer = TextStreamer(tokenizer, skip_prompt=False, skip_special_tokens=True)
@@ -188,12 +197,36 @@ def generate_texts(
     return texts
 
 
+def fit_prompt(tokenizer, prompt: str, context: int | None, max_new_tokens: int) -> tuple[str, str | None]:
+    """`prompt`, or its end that leaves room for `max_new_tokens` in the model's `context`; and a note saying
+    what was cut (None when nothing was).
+
+    A model fed more positions than it was built for fails or degrades silently, so a long prompt keeps its
+    last tokens: the ones the continuation depends on most.
+    """
+    ids = tokenizer(prompt, add_special_tokens=False, verbose=False).input_ids
+    # Asked for more new tokens than the context holds, the continuation runs past it anyway (the user's
+    # choice); then only the prompt itself must fit.
+    keep = context - max_new_tokens if context and max_new_tokens < context else context
+    if context is None or len(ids) <= keep:
+        return prompt, None
+    # Decoded from a token boundary; a byte-level token may start mid-character, whose stray bytes are dropped.
+    text = tokenizer.decode(ids[-keep:]).lstrip("\ufffd")
+    while len(tokenizer(text, add_special_tokens=False, verbose=False).input_ids) > keep:
+        text = text[1:]
+    note = (
+        f"the prompt has {len(ids)} tokens, more than the model's context of {context} leaves beside "
+        f"{min(max_new_tokens, context)} new ones: keeping its last {keep} tokens"
+    )
+    return text, note
+
+
 def _start_token_id(tokenizer) -> int | None:
     """The token a document follows in training: eos (our corpora and GPT-2), else bos, else none."""
     return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
 
 
-def _context_length(model) -> int | None:
+def context_length(model) -> int | None:
     """The longest input the model takes (`max_position_embeddings`; GPT-2 maps `n_positions` onto it)."""
     return getattr(model.config, "max_position_embeddings", None)
 
@@ -208,7 +241,7 @@ def score_lines(model, tokenizer, lines: list[str]) -> list[dict]:
     """
     device = next(model.parameters()).device
     start = _start_token_id(tokenizer)
-    window = _context_length(model)
+    window = context_length(model)
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -284,9 +317,23 @@ def read_prompts(args: GenerateArguments) -> list[str]:
     return prompts
 
 
+def _looks_like_a_file_name(text: str) -> bool:
+    """A single word with a path separator or a text-file suffix: what a user means as a file, not a sentence."""
+    if any(ch.isspace() for ch in text.strip()):
+        return False
+    return "/" in text or "\\" in text or Path(text).suffix.lower() in (".txt", ".text", ".md", ".csv", ".tsv")
+
+
 def read_score_lines(text_or_file: str) -> list[str]:
-    """The lines to score: those of the file `text_or_file` if it exists, else the text itself."""
+    """The lines to score: those of the file `text_or_file` if it exists, else the text itself.
+
+    A missing file (a word such as `valid.txt` or `data/x`) is an error, never scored as a sentence.
+    """
     path = Path(text_or_file)
+    if not path.is_file() and _looks_like_a_file_name(text_or_file):
+        raise GenerateError(
+            f"--score {text_or_file}: no such file (to score it as text, give a sentence with spaces)"
+        )
     text = path.read_text(encoding="utf-8-sig") if path.is_file() else text_or_file
     lines = text.splitlines()
     if not any(line.strip() for line in lines):

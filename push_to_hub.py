@@ -40,6 +40,8 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import HfArgumentParser
 from transformers.dynamic_module_utils import get_relative_import_files
 
+from training.checkpoints import IncompleteModelError, check_model_folder
+
 DEFAULT_LICENSE = "apache-2.0"
 # The files transformers' tokenizers save (fast and slow, BPE, WordPiece, SentencePiece, chat templates).
 TOKENIZER_FILES = (
@@ -146,6 +148,10 @@ def check_inputs(model_dir: str | Path, repo_id: str) -> Path:
         pickled = sorted(p.name for p in path.glob("*.bin") if p.name != "training_args.bin")
         hint = f" (found {pickled[0]}: re-save with safe_serialization, pickles are never uploaded)" if pickled else ""
         raise PushError(f"{model_dir} has no model weights (*.safetensors){hint}")
+    try:
+        check_model_folder(path)
+    except IncompleteModelError as e:
+        raise PushError(str(e)) from None
     return path
 
 
@@ -504,12 +510,15 @@ def write_model_card(
 # ---------------------------------------------------------------- export, verify, push
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link (weights can be gigabytes) or, across file systems, copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def _place(src: Path, dst: Path, link: bool) -> None:
+    """Hard-link (weights can be gigabytes) or, when not allowed or across file systems, copy."""
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
 
 
 def export_model(
@@ -520,12 +529,15 @@ def export_model(
     languages: list[str] | None = None,
     license: str = DEFAULT_LICENSE,
     base_model: str | None = None,
+    link: bool = False,
 ) -> Path:
     """Write into `export_dir` (new or empty) exactly the files to upload for `model_dir`; returns it.
 
     The allowlist is in the module docstring; anything else in the training folder stays behind. A PEFT
     adapter folder exports its adapter files instead of a model; `base_model` (a Hub id) replaces the local
-    path its adapter_config.json names, so that the adapter loads anywhere.
+    path its adapter_config.json names, so that the adapter loads anywhere. Files are copies, so editing an
+    export (a --dry_run folder) never edits the trained model; `link=True` hard-links them instead, for a
+    temporary export that is only read (push_model's).
     """
     model_dir = check_inputs(model_dir, repo_id)
     export_dir = Path(export_dir)
@@ -548,7 +560,7 @@ def export_model(
     files += [tokenizer_dir / n for n in TOKENIZER_FILES]
     for src in files:
         if src.is_file():
-            _place(src, export_dir / src.name)
+            _place(src, export_dir / src.name, link)
     manifest = find_manifest(model_dir, run_args)
     # Both hold arguments as given (a Hub dataset's token may be among them): redacted like the recipe.
     manifest_data = _read_json(manifest) if manifest else None
@@ -653,7 +665,7 @@ def push_model(
     token = resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="ropegpt-export-") as tmp:
         export_dir = export_model(model_dir, Path(tmp) / "export", repo_id, languages=languages, license=license,
-                                  base_model=base_model)
+                                  base_model=base_model, link=True)
         api = HfApi(token=token)
         try:
             repo_url = api.create_repo(repo_id, private=private, exist_ok=True)

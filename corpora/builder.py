@@ -18,7 +18,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -38,6 +40,8 @@ from .text_files import find_text_files, read_text_file
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+# The finest a short text is cut to give both splits text (a few sentences of prose).
+MIN_DOC_CHARS = 200
 
 
 @dataclass
@@ -254,6 +258,16 @@ def build_corpus_with_manifest(args: CorpusArguments):
     if not documents:
         raise CorpusError(f"no text left after cleaning {', '.join(args.inputs) or args.source} "
                           f"(all rows shorter than --min_chars {args.min_chars} or duplicates); check the inputs")
+    wanted = max(2, math.ceil(1 / args.validation_split)) if args.validation_split > 0 else 0
+    if max_doc_chars > 0 and len(documents) < wanted:
+        # A short text (a story, a user's first file) is one or two documents: cut it finer so that both
+        # splits get text, about --validation_split of it in validation.
+        finer = max(sum(len(r["text"]) for r in documents) // wanted, MIN_DOC_CHARS)
+        if finer < max_doc_chars:
+            documents, stats = clean_documents(rows, min_chars=args.min_chars, max_doc_chars=finer)
+            if len(documents) > 1:
+                logger.info("short text: cut into %d documents of at most %d characters so that validation "
+                            "gets some", len(documents), finer)
     overlapping = set()
     if args.validation_overlap > 0 and args.validation_split > 0:
         overlapping = overlapping_documents([row["text"] for row in documents], min_share=args.validation_overlap)
@@ -261,6 +275,11 @@ def build_corpus_with_manifest(args: CorpusArguments):
         logger.info("%d of %d documents share %.0f%%+ of their word 8-grams with another one (e.g. two editions of a "
                     "work): they stay in train", len(overlapping), len(documents), 100 * args.validation_overlap)
     train, validation = split_documents(documents, args.validation_split, args.seed, not_for_validation=overlapping)
+    if args.validation_split > 0 and not validation:
+        chars = sum(len(r["text"]) for r in documents)
+        raise CorpusError(f"{', '.join(args.inputs) or args.source} is too small to split into train and validation "
+                          f"({len(documents)} document(s), {chars} characters): give more text, or "
+                          "--validation_split 0 and a separate validation corpus")
     features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
     corpus = datasets.DatasetDict({
         name: datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "source": [r["source"] for r in rows]},
@@ -302,6 +321,35 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
                           "or choose another --output_dir")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_builds(output_dir: Path) -> None:
+    """Remove `.NAME.building-PID-*` folders beside `output_dir` left by killed runs (their PID is gone), and
+    put back a `.NAME.replaced-PID-*` folder that a kill left instead of `output_dir`."""
+    parent = output_dir.parent
+    if not parent.is_dir():
+        return
+    for kind in ("building", "replaced"):
+        for path in parent.glob(f".{output_dir.name}.{kind}-*"):
+            match = re.match(rf"^\.{re.escape(output_dir.name)}\.{kind}-(\d+)-", path.name)
+            if not match or _pid_alive(int(match.group(1))):
+                continue  # a live build, or one this version cannot attribute
+            if kind == "replaced" and not output_dir.exists():
+                os.replace(path, output_dir)
+                logger.warning("put back %s: a killed run had moved it aside to %s", output_dir, path.name)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                logger.warning("removed %s, left by a killed run (pid %s)", path, match.group(1))
+
+
 def prepare_corpus(args: CorpusArguments) -> Path:
     """Build the corpus and write it atomically to `args.output_dir` with manifest.json; returns the folder.
 
@@ -310,6 +358,7 @@ def prepare_corpus(args: CorpusArguments) -> Path:
     and deleted last). Any failure removes the temporary folder and leaves the target as it was.
     """
     output_dir = Path(args.output_dir).absolute()
+    clean_stale_builds(output_dir)
     _check_output_dir(output_dir, args.overwrite)
     if args.streaming:
         from .stream import build_corpus_streaming
@@ -319,7 +368,7 @@ def prepare_corpus(args: CorpusArguments) -> Path:
         corpus, manifest = build_corpus_with_manifest(args)
     try:
         output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-{os.getpid()}-", dir=output_dir.parent))
     except OSError as error:
         raise CorpusError(f"cannot write beside {output_dir} ({error.strerror}); "
                           "choose an --output_dir in a writable folder") from error

@@ -7,7 +7,8 @@ an extracted folder or a download.
 A bare corpus name means `https://downloads.wortschatz-leipzig.de/corpora/<name>.tar.gz`, downloaded
 through the cached downloader. The sentences are read straight out of the archive without extracting
 anything; every member is still checked first, and an archive with a member that would land outside
-its folder (absolute path, `..`, links, devices) is refused.
+its folder (absolute path, `..`, links, devices) is refused, as is a link inside an extracted folder. A line
+longer than 64 KiB is not a sentence: it is skipped and counted with the malformed lines.
 """
 
 from __future__ import annotations
@@ -77,14 +78,37 @@ def extract_archive(archive: str | os.PathLike, target_dir: str | os.PathLike) -
     return target_dir
 
 
+# A Leipzig line is one sentence (a few hundred bytes); a line longer than this is not one (a file glued
+# into a single line): it is skipped and counted without ever being held in memory whole.
+MAX_LINE_BYTES = 64 * 1024
+
+
+def bounded_lines(handle, limit: int = MAX_LINE_BYTES):
+    """The lines of a binary file, each at most `limit` bytes; a longer line is read through and given as None."""
+    while True:
+        chunk = handle.readline(limit + 1)
+        if not chunk:
+            return
+        if len(chunk) <= limit or chunk.endswith(b"\n"):
+            yield chunk
+            continue
+        while chunk and not chunk.endswith(b"\n"):
+            chunk = handle.readline(limit + 1)
+        yield None
+
+
 def parse_sentence_lines(lines, source: str) -> tuple[list[str], int]:
     """Sentences from `id<TAB>sentence` byte lines, and how many non-blank lines were malformed.
 
-    A line is malformed when it is not UTF-8, has no tab, has a non-numeric id or an empty sentence.
+    A line is malformed when it is not UTF-8, has no tab, has a non-numeric id or an empty sentence, or is
+    None (too long to be a sentence: see `bounded_lines`).
     """
     sentences: list[str] = []
-    malformed = 0
+    malformed = overlong = 0
     for raw in lines:
+        if raw is None:
+            overlong += 1
+            continue
         raw = raw.rstrip(b"\r\n")
         if not raw.strip():
             continue
@@ -101,7 +125,9 @@ def parse_sentence_lines(lines, source: str) -> tuple[list[str], int]:
         sentences.append(sentence)
     if malformed:
         logger.warning("%s: skipped %d malformed lines (expected 'id<TAB>sentence')", source, malformed)
-    return sentences, malformed
+    if overlong:
+        logger.warning("%s: skipped %d lines longer than %d bytes (not sentences)", source, overlong, MAX_LINE_BYTES)
+    return sentences, malformed + overlong
 
 
 def _read_from_archive(archive: Path) -> tuple[list[str], int]:
@@ -117,7 +143,7 @@ def _read_from_archive(archive: Path) -> tuple[list[str], int]:
             sentences, malformed = [], 0
             for member in wanted:
                 with tar.extractfile(member) as handle:
-                    part, bad = parse_sentence_lines(handle, f"{archive}:{member.name}")
+                    part, bad = parse_sentence_lines(bounded_lines(handle), f"{archive}:{member.name}")
                 sentences += part
                 malformed += bad
             return sentences, malformed
@@ -129,10 +155,15 @@ def _read_from_folder(folder: Path) -> tuple[list[str], int]:
     files = sorted(folder.rglob(f"*{_SENTENCES_SUFFIX}"))
     if not files:
         raise CorpusError(f"no *{_SENTENCES_SUFFIX} file under {folder}; give the extracted Leipzig corpus folder")
+    # As with archive members: a link could bring in any file of the machine (or a device).
+    for path in folder.rglob("*"):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise CorpusError(f"refusing folder {folder}: {path} is a link or not a regular file; "
+                              "copy the real corpus files into the folder")
     sentences, malformed = [], 0
     for path in files:
         with path.open("rb") as handle:
-            part, bad = parse_sentence_lines(handle, str(path))
+            part, bad = parse_sentence_lines(bounded_lines(handle), str(path))
         sentences += part
         malformed += bad
     return sentences, malformed

@@ -114,6 +114,15 @@ def test_closing_the_stream_stops_generation(loaded):
     assert first.startswith(PROMPT)
 
 
+def test_a_prompt_longer_than_the_context_is_cut_and_said(loaded):
+    model, tokenizer = loaded
+    prompt = "Казан шәһәре зур һәм матур. " * 60
+    notes = []
+    steps = list(app.stream_completion(model, tokenizer, prompt, 0, max_new_tokens=8, on_note=notes.append))
+    assert len(notes) == 1 and "keeping its last" in notes[0]
+    assert steps[-1].startswith(prompt) and len(steps[-1]) > len(prompt)  # the page shows the whole prompt
+
+
 def test_build_demo_has_the_complete_endpoint(loaded):
     demo = app.build_demo(*loaded)
     names = [dep.api_name for dep in demo.fns.values()]
@@ -174,11 +183,17 @@ def test_gradio_client_greedy_equals_generate(server, loaded):
     text = client.predict(PROMPT, 0, 50, 0.95, MAX_NEW_TOKENS, api_name="/complete")
     assert text.startswith(PROMPT) and len(text) > len(PROMPT)
     assert text == greedy_reference(loaded, PROMPT, MAX_NEW_TOKENS)
-    # sampling answers too, and the job streams: several updates before the final text
-    job = client.submit("Казан шәһәре", 0.9, 40, 0.9, MAX_NEW_TOKENS, api_name="/complete")
-    final = job.result(timeout=60)
-    assert final.startswith("Казан шәһәре") and len(final) > len("Казан шәһәре")
-    assert len(job.outputs()) > 1
+    # the job streams: greedy decoding is deterministic, so the number of updates is known in advance (a
+    # sampled continuation may end after one token and stream once: no assertion may hang on that luck)
+    model, tokenizer = loaded
+    local = list(app.stream_completion(model, tokenizer, PROMPT, temperature=0, max_new_tokens=MAX_NEW_TOKENS))
+    assert len(local) > 1
+    job = client.submit(PROMPT, 0, 50, 0.95, MAX_NEW_TOKENS, api_name="/complete")
+    assert job.result(timeout=60) == text
+    assert len(job.outputs()) > 1 and job.outputs()[-1] == text
+    # sampling answers too
+    sampled = client.predict("Казан шәһәре", 0.9, 40, 0.9, MAX_NEW_TOKENS, api_name="/complete")
+    assert sampled.startswith("Казан шәһәре")
 
 
 def browser_or_skip():

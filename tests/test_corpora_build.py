@@ -264,3 +264,50 @@ def test_two_editions_of_war_and_peace_do_not_leak_into_validation(tolstoy_txt, 
 def test_validation_overlap_outside_0_1_is_an_error(tmp_path):
     with pytest.raises(CorpusError, match="--validation_overlap 1.5"):
         CorpusArguments(source="text", inputs=["x"], output_dir=str(tmp_path), validation_overlap=1.5)
+
+
+def test_a_short_story_gets_both_splits(corpora_dir, tmp_path):
+    """Tolstoy's After the Ball (34 KB, one document at --max_doc_chars 20000) is cut finer, not left unsplit."""
+    story = corpora_dir / "tolstoy" / "txt" / "posle_bala_after_the_ball.utf8bom.txt"
+    corpus, manifest = build_corpus_with_manifest(CorpusArguments(source="text", inputs=[str(story)],
+                                                                  output_dir=str(tmp_path / "o")))  # fmt: skip
+    assert len(corpus["train"]) >= 10 and len(corpus["validation"]) >= 1
+    total = sum(manifest["splits"][s]["characters"] for s in ("train", "validation"))
+    assert 0.02 < manifest["splits"]["validation"]["characters"] / total < 0.15  # about --validation_split 0.05
+
+
+def test_a_text_too_small_to_split_is_refused_at_build_time(tmp_path, capsys):
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("Все счастливые семьи похожи друг на друга.\n", encoding="utf-8")
+    assert main(["--source", "text", str(tiny), "--output_dir", str(tmp_path / "o")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "too small to split" in err[0] and str(tiny) in err[0]
+    assert not (tmp_path / "o").exists()
+    # with no validation wanted, it builds
+    assert main(["--source", "text", str(tiny), "--output_dir", str(tmp_path / "o"), "--validation_split", "0"]) == 0
+
+
+def test_stale_build_folders_of_killed_runs_are_cleaned(tmp_path):
+    """A kill during the save leaves `.NAME.building-PID-*` (and maybe `.NAME.replaced-PID-*`) beside the target."""
+    from corpora.builder import clean_stale_builds
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"{i}. Все счастливые семьи похожи друг на друга, каждая несчастливая семья несчастлива "
+                            "по-своему.\n" for i in range(30)), encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["--source", "text", str(text), "--output_dir", str(out)]) == 0
+    # killed between moving the old corpus aside and moving the new one in: the old one is put back
+    moved_aside = tmp_path / f".o.replaced-{pid}-1700000000"
+    os.replace(out, moved_aside)
+    clean_stale_builds(out)
+    assert (out / "manifest.json").is_file() and not moved_aside.exists()
+    # killed while saving: the half-written build folder is removed; a live build's is not touched
+    stale = tmp_path / f".o.building-{pid}-abc123"
+    stale.mkdir()
+    (stale / "half.arrow").write_bytes(b"x")
+    live = tmp_path / f".o.building-{os.getpid()}-def456"
+    live.mkdir()
+    assert main(["--source", "text", str(text), "--output_dir", str(out), "--overwrite", "true"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".o.")) == [live.name]

@@ -118,3 +118,37 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path, caplog):
     assert sentences == ["Первая җөмлә.", "Четвертая өйдә.", "Ахыргы."]
     assert malformed == 4
     assert "skipped 4 malformed lines" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_link_inside_an_extracted_folder_is_refused(tmp_path, kind):
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "x-sentences.txt").write_text("1\tсекрет с машины\n", encoding="utf-8")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "c-sentences.txt").write_text("1\tЧын җөмлә.\n", encoding="utf-8")
+    if kind == "file":
+        (folder / "x-sentences.txt").symlink_to(secret / "x-sentences.txt")
+    else:
+        (folder / "sub").symlink_to(secret, target_is_directory=True)
+    with pytest.raises(CorpusError, match=r"refusing folder .* is a link"):
+        read_leipzig(folder)
+
+
+def test_a_huge_single_line_is_skipped_and_counted_without_holding_it(tmp_path, caplog):
+    from corpora.leipzig import MAX_LINE_BYTES, bounded_lines
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    with (folder / "c-sentences.txt").open("wb") as f:
+        f.write("1\tБеренче җөмлә.\n".encode())
+        f.write(b"2\t" + "а".encode() * (3 * MAX_LINE_BYTES) + b"\n")  # a file glued into one line
+        f.write("3\tАхыргы җөмлә.\n".encode())
+    with caplog.at_level("WARNING"):
+        sentences, malformed = read_leipzig(folder)
+    assert sentences == ["Беренче җөмлә.", "Ахыргы җөмлә."] and malformed == 1
+    assert "skipped 1 lines longer than" in caplog.text
+    with (folder / "c-sentences.txt").open("rb") as f:
+        lines = list(bounded_lines(f))
+    assert lines[1] is None and all(len(l) <= MAX_LINE_BYTES for l in lines if l is not None)

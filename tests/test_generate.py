@@ -177,6 +177,32 @@ def test_bad_inputs_are_one_line_errors(tmp_path, ropegpt_dir, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_score_of_a_missing_file_is_an_error_not_a_sentence(ropegpt_dir, tmp_path, capsys):
+    for name in ("missing.txt", str(tmp_path / "nope")):
+        assert generate.main(["--model", str(ropegpt_dir), "--score", name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--score {name}: no such file" in err, err
+    # a sentence is still scored as text
+    assert generate.main(["--model", str(ropegpt_dir), "--score", "Иван Ильич умер."]) == 0
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_last_tokens(ropegpt, capsys):
+    model, tokenizer = ropegpt
+    context = model.config.max_position_embeddings  # 64
+    prompt = "Иван Ильич умер. Он был членом судебной палаты. " * 40
+    assert len(tokenizer(prompt, add_special_tokens=False).input_ids) > 4 * context
+    kept, note = generate.fit_prompt(tokenizer, prompt, context, 8)
+    assert note and f"keeping its last {context - 8} tokens" in note and prompt.endswith(kept)
+    assert len(tokenizer(kept, add_special_tokens=False).input_ids) <= context - 8
+    (text,) = generate_texts(model, tokenizer, [prompt], greedy=True, max_new_tokens=8)
+    assert "keeping its last 56 tokens" in capsys.readouterr().err
+    (expected,) = generate_texts(model, tokenizer, [kept], greedy=True, max_new_tokens=8)
+    assert text == expected and text.startswith(kept)
+    assert generate.fit_prompt(tokenizer, "Иван Ильич", context, 8) == ("Иван Ильич", None)
+    # more new tokens than the context: the prompt alone must fit
+    assert len(tokenizer(generate.fit_prompt(tokenizer, prompt, context, 1000)[0]).input_ids) <= context
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch and transformers: 5-13 s on 2 shared cores
 def test_cli_streams_prompt_and_continuation(ropegpt_dir, ropegpt, tmp_path):
     model, tokenizer = ropegpt

@@ -183,6 +183,23 @@ def test_dry_run_export_loads_in_a_fresh_offline_process(run_dir, tmp_path, caps
     model, tokenizer = load_model(str(run_dir), device="cpu")
     (expected,) = generate_texts(model, tokenizer, [PROMPT], greedy=True, max_new_tokens=8)  # verify_export's length
     assert ast.literal_eval(out.split("greedy sample: ", 1)[1].strip()) == expected
+    # copies, not hard links: editing the export must never edit the trained model
+    for name in ("model.safetensors", "config.json"):
+        assert not (export / name).samefile(run_dir / name)
+    (export / "config.json").write_text("{}")
+    assert json.loads((run_dir / "config.json").read_text())["model_type"] == "ropegpt"
+
+
+def test_a_model_folder_cut_short_is_refused(run_dir, tmp_path, capsys):
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(run_dir, cut)
+    (cut / "configuration_ropegpt.py").write_text("")
+    assert push_to_hub.main(["--model_dir", str(cut), "--repo_id", REPO, "--dry_run", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "incomplete" in err and "configuration_ropegpt.py" in err, err
+    assert not (tmp_path / "x").exists()
 
 
 def test_no_write_access_is_a_one_line_error(hub_double, run_dir, tmp_path):  # noqa: F811

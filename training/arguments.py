@@ -172,6 +172,11 @@ class RunArguments:
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an --output_dir that holds an earlier run (its checkpoints and model are "
+                  "removed; corpus/ and tokenizer/ are kept). Without it such a folder is refused."},
+    )
 
 
 def _dataclass_fields(types) -> set[str]:
@@ -240,7 +245,10 @@ def parse_arguments(
     merged = {k: v for k, v in merged.items() if k in known}
     words = adapt_to_cpu(dict_to_argv(merged) + argv)
     parser = HfArgumentParser(types)
-    parsed = parser.parse_args_into_dataclasses(args=words, return_remaining_strings=True, look_for_args_file=False)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=words, return_remaining_strings=True, look_for_args_file=False)
+    except ValueError as e:  # TrainingArguments' own checks (e.g. save_steps vs eval_steps): a multi-line message
+        raise ArgumentsError(" ".join(str(e).split())) from None
     *instances, remaining = parsed
     data_args = next((i for i in instances if isinstance(i, DataArguments)), None)
     if remaining and data_args is not None and not any(w.startswith("-") for w in remaining):
@@ -278,7 +286,7 @@ def _flag_value(words: list[str], flag: str) -> bool:
 
 
 def adapt_to_cpu(words: list[str]) -> list[str]:
-    """`words` adjusted for a machine without a GPU: fp16/bf16 off (with a warning), CPU ranks joined.
+    """`words` adjusted for a machine without a GPU: fp16/bf16 off (with a warning), CPU ranks joined, no pinning.
 
     Trainer silently trains in float32 when --fp16 is given on a CPU, and refuses --bf16 there with an
     error that names neither the flag's origin nor a fix (DESIGN.md). Turning them off here, loudly, lets
@@ -290,6 +298,8 @@ def adapt_to_cpu(words: list[str]) -> list[str]:
 
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         return words
+    # Pinned memory only speeds up copies to a GPU; without one every DataLoader warns about it.
+    words = words + ["--dataloader_pin_memory", "false"]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         words = words + ["--use_cpu", "true"]
     for flag in ("fp16", "bf16"):
@@ -329,3 +339,64 @@ def parse_config_overrides(text: str | None) -> dict[str, Any]:
                     value = raw
         out[key] = value
     return out
+
+
+def validate_arguments(data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """One-line errors for arguments that would fail (or waste hours) later; reads files, writes nothing.
+
+    Called before any work starts (corpus, tokenizer, model), so a typo costs a second, not a trained tokenizer.
+    """
+    t = training_args
+    if t.max_steps == 0 or t.max_steps < -1:
+        raise ArgumentsError(
+            f"--max_steps {t.max_steps}: give a positive number of steps (or -1 to train --num_train_epochs epochs)"
+        )
+    if t.max_steps == -1 and t.num_train_epochs <= 0:
+        raise ArgumentsError(f"--num_train_epochs {t.num_train_epochs}: give a positive number (or --max_steps N)")
+    if not t.learning_rate > 0:
+        raise ArgumentsError(f"--learning_rate {t.learning_rate}: give a positive learning rate, e.g. 3e-4")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(t, name) < 1:
+            raise ArgumentsError(f"--{name} {getattr(t, name)}: give at least 1")
+    if data_args.block_size < 2:
+        raise ArgumentsError(f"--block_size {data_args.block_size}: give at least 2 tokens (a token and its next)")
+    if not data_args.tokenizer_dir and data_args.vocab_size < 1:
+        raise ArgumentsError(f"--vocab_size {data_args.vocab_size}: give a positive vocabulary size, e.g. 8192")
+    if data_args.source and not 0 < data_args.validation_split < 1:
+        raise ArgumentsError(
+            f"--validation_split {data_args.validation_split}: give a share between 0 and 1, e.g. 0.05"
+        )
+    if data_args.dataset_dir and not Path(data_args.dataset_dir).is_dir():
+        raise ArgumentsError(
+            f"--dataset_dir {data_args.dataset_dir} does not exist: prepare it with "
+            f"`python -m corpora ... --output_dir {data_args.dataset_dir}`"
+        )
+    if t.resume_from_checkpoint and t.resume_from_checkpoint != "auto":
+        from .checkpoints import is_complete_checkpoint
+
+        if not is_complete_checkpoint(Path(t.resume_from_checkpoint)):
+            raise ArgumentsError(
+                f"--resume_from_checkpoint {t.resume_from_checkpoint} is not a complete checkpoint folder: "
+                "use 'auto' or another checkpoint"
+            )
+    if data_args.tokenizer_dir:
+        load_tokenizer_dir(data_args.tokenizer_dir)
+
+
+def load_tokenizer_dir(path: str):
+    """The tokenizer saved in `path`, or a one-line error when the folder holds none."""
+    from transformers import AutoTokenizer
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ArgumentsError(f"--tokenizer_dir {path} does not exist: give a folder written by save_pretrained")
+    if not any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        raise ArgumentsError(
+            f"--tokenizer_dir {path} holds no tokenizer (no tokenizer.json): give a folder written by "
+            "save_pretrained, or leave it out to train one"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArgumentsError(f"--tokenizer_dir {path} could not be loaded ({first})") from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -85,3 +87,53 @@ class SampleCallback(TrainerCallback):
         writer = getattr(self.tensorboard, "tb_writer", None)
         if writer is not None:
             writer.add_text("samples", "\n\n".join(self.last), state.global_step)
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGINT/SIGTERM during training: save a checkpoint of the current step and stop, through Trainer's controls.
+
+    The handler only records the signal; at the end of the step in progress the callback asks Trainer to
+    save (`control.should_save`, which writes a normal, resumable checkpoint-N) and to stop. A second
+    SIGINT raises KeyboardInterrupt at once for a user who will not wait. Under several processes the flag
+    is all-reduced each step, so every rank stops after the same step (else the collectives would hang).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread (e.g. not under a notebook worker)
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        logger.warning("%s received: saving a checkpoint after this step, then stopping", signal.Signals(signum).name)
+
+    def _agreed_signal(self, args) -> int:
+        value = self.signum or 0
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([value], dtype=torch.int64, device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            value = int(flag.item())
+        return value
+
+    def on_step_end(self, args, state, control, **kwargs):
+        signum = self._agreed_signal(args)
+        if signum:
+            self.signum = signum
+            if state.global_step < state.max_steps:
+                control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -65,3 +65,55 @@ def resolve_resume(value: str | None, output_dir: str | Path) -> str | None:
             f"--resume_from_checkpoint {value} is not a complete checkpoint folder: use 'auto' or another checkpoint"
         )
     return str(path)
+
+
+class IncompleteModelError(ValueError):
+    """A model folder with a missing, empty or cut-short file; the message names the file and what to do."""
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """True when the safetensors header parses and the file is as long as the header says."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def check_model_folder(path: str | Path) -> None:
+    """Raise IncompleteModelError when the model folder `path` was cut short (a kill while saving, a bad copy).
+
+    Checks what `from_pretrained` would otherwise trip over with an unrelated error: config.json, the weight
+    files (a safetensors file as long as its header says), and the code files that `auto_map` names.
+    """
+    path = Path(path)
+    # A kill between the moves of a final model (training/outputs.py) leaves whole files only: the folder
+    # loads when they are all there, and the next run of the training finishes the moves.
+    cause = "its final save was interrupted" if (path / ".final-ready").exists() else "a kill while saving?"
+    advice = f"it was cut short ({cause}): rerun the training with --resume_from_checkpoint auto to finish it"
+    config_name = "config.json"
+    if not (path / config_name).exists() and (path / "adapter_config.json").exists():
+        config_name = "adapter_config.json"  # a LoRA run's folder: the adapter, no base weights
+    try:
+        config = json.loads((path / config_name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IncompleteModelError(f"{path} is incomplete (no config.json): {advice}") from None
+    except (OSError, ValueError):
+        raise IncompleteModelError(f"{path} is incomplete ({config_name} is empty or cut short): {advice}") from None
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("pytorch_model*.bin"))
+    if not weights:
+        raise IncompleteModelError(f"{path} is incomplete (no weights: model.safetensors is missing): {advice}")
+    for file in weights:
+        if file.suffix == ".safetensors" and not _safetensors_complete(file):
+            raise IncompleteModelError(f"{path} is incomplete ({file.name} is cut short): {advice}")
+    auto_map = config.get("auto_map", {}) if isinstance(config, dict) else {}
+    for reference in auto_map.values():
+        for ref in reference if isinstance(reference, list) else [reference]:
+            if not ref or "--" in ref:  # None, or code in another Hub repository
+                continue
+            code = path / (ref.rsplit(".", 1)[0] + ".py")
+            if not code.is_file() or code.stat().st_size == 0:
+                raise IncompleteModelError(f"{path} is incomplete ({code.name} is missing or empty): {advice}")

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +17,14 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
+from transformers import (
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerState,
+    TrainingArguments,
+    default_data_collator,
+)
 from transformers.integrations import TensorBoardCallback
 
 from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
@@ -22,11 +32,12 @@ from corpora.blocks import prepare_blocks
 from push_to_hub import PushError, UploadError, push_model
 from tokenizer_training import dataset_texts, train_tokenizer
 
-from .arguments import ArgumentsError, DataArguments, RunArguments
-from .callbacks import SampleCallback
+from .arguments import ArgumentsError, DataArguments, RunArguments, load_tokenizer_dir
+from .callbacks import SampleCallback, StopOnSignal
 from .checkpoints import resolve_resume
 from .evaluation import TokenNLL, compute_metrics
 from .optim import MuonWithAdamW, param_groups
+from .outputs import finished_step, save_final
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +116,7 @@ def corpus_arguments(data_args: DataArguments, training_args: TrainingArguments,
 def load_or_train_tokenizer(data_args: DataArguments, dataset, training_args: TrainingArguments):
     """--tokenizer_dir, or a tokenizer trained on the train split once and saved in output_dir/tokenizer."""
     if data_args.tokenizer_dir:
-        if not Path(data_args.tokenizer_dir).exists():
-            raise ArgumentsError(f"--tokenizer_dir {data_args.tokenizer_dir} does not exist")
-        return AutoTokenizer.from_pretrained(data_args.tokenizer_dir)
+        return load_tokenizer_dir(data_args.tokenizer_dir)
     path = Path(training_args.output_dir) / "tokenizer"
     with training_args.main_process_first(desc="training the tokenizer"):
         if not (path / "tokenizer.json").exists():
@@ -168,6 +177,16 @@ class CLMTrainer(Trainer):
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=lr, **adam)
         return self.optimizer
+
+    def _issue_warnings_after_load(self, load_result):
+        # Tied weights (lm_head = the embeddings) are saved once, so they are "missing" from every checkpoint;
+        # Trainer only recognises models that list them in _keys_to_ignore_on_save and would warn on each
+        # best-model reload. Re-tie them and keep the warning for keys that are really missing.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -243,24 +262,81 @@ def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, ru
     return trainer
 
 
+class RunInterrupted(Exception):
+    """SIGINT/SIGTERM stopped training after a checkpoint of the current step was saved."""
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None):
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process killed by the signal: 130, 143
+
+
+def interrupted_lines(program: str, error: RunInterrupted, argv: list[str]) -> str:
+    """What the user reads after Ctrl-C: where the checkpoint is and the command that resumes it."""
+    words = list(argv)
+    if "--resume_from_checkpoint" in words:
+        i = words.index("--resume_from_checkpoint")
+        del words[i : i + 2]
+    launcher = "accelerate launch" if "LOCAL_RANK" in os.environ else "python"
+    saved = f"checkpoint saved in {error.checkpoint}" if error.checkpoint else "no checkpoint was saved"
+    command = shlex.join([*launcher.split(), program, *words, "--resume_from_checkpoint", "auto"])
+    return f"\n{program}: {error}: {saved}; resume with:\n  {command}"
+
+
+def finish_from_checkpoint(trainer: CLMTrainer, checkpoint: str) -> dict:
+    """The final model of a run whose training ended (checkpoint at max_steps) but whose final save was cut short.
+
+    Restores the run's state and the weights the run would have ended with (the best checkpoint's under
+    --load_best_model_at_end, else the last), without a training step.
+    """
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    source = best if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else checkpoint
+    logger.info("training already reached step %d: writing its final model from %s", trainer.state.global_step, source)
+    # Trainer's own loader for resume and best-model reload: handles safetensors, shards and adapters.
+    trainer._load_from_checkpoint(source)
+    return {"finished_from_checkpoint": source}
+
+
 def train_and_save(trainer: CLMTrainer, resume_from_checkpoint: str | None, extra: dict) -> dict:
-    """Train (resuming if asked), evaluate, and write the output folder; returns the final metrics."""
+    """Train (resuming if asked), evaluate, and write the output folder; returns the final metrics.
+
+    SIGINT/SIGTERM during training save a checkpoint of the current step and raise RunInterrupted.
+    """
     args = trainer.args
     resume = resolve_resume(resume_from_checkpoint, args.output_dir)
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    metrics = {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()}
-    metrics.update(trainer.evaluate())
-    metrics["world_size"] = args.world_size
-    metrics["global_step"] = trainer.state.global_step
-    if trainer.is_fsdp_enabled:
-        # Under FSDP's sharded state dict (accelerate_configs/fsdp.yaml), save_model writes no weights at all.
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model()  # weights (safetensors), config with auto_map, model code, tokenizer
-    if trainer.is_world_process_zero():
-        out = Path(args.output_dir)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out / "run_args.json").write_text(json.dumps(extra, indent=2, ensure_ascii=False, default=str) + "\n")
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
+    stop = StopOnSignal()
+    trainer.add_callback(stop)
+    stop.install()
+    try:
+        if resume and finished_step(Path(args.output_dir), args.max_steps, resume) is not None:
+            metrics = finish_from_checkpoint(trainer, resume)
+        else:
+            train_result = trainer.train(resume_from_checkpoint=resume)
+            if stop.signum and trainer.state.global_step < trainer.state.max_steps:
+                checkpoint = Path(args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+                saved = str(checkpoint) if checkpoint.is_dir() else None
+                raise RunInterrupted(stop.signum, trainer.state.global_step, saved)
+            metrics = {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()}
+        metrics.update(trainer.evaluate())
+        metrics["world_size"] = args.world_size
+        metrics["global_step"] = trainer.state.global_step
+        if trainer.is_fsdp_enabled:
+            # Under FSDP's sharded state dict (accelerate_configs/fsdp.yaml), save_model writes no weights at all.
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        files = {}
+        if trainer.is_world_process_zero():
+            files = {
+                "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
+                "run_args.json": json.dumps(extra, indent=2, ensure_ascii=False, default=str) + "\n",
+            }
+        # weights (safetensors), config with auto_map, model code, tokenizer: written beside, moved into place
+        save_final(trainer, files)
+    finally:
+        stop.uninstall()
     return metrics
 
 
@@ -291,16 +367,20 @@ def take_over_hub_push(training_args: TrainingArguments) -> dict | None:
     Trainer's own push would upload every checkpoint, pickles included, so it is switched off here and the
     target returned for `push_at_end`. Call before building the Trainer.
     """
+    # Trainer pickles its arguments into training_args.bin of every checkpoint and of the model folder:
+    # the token must not travel with them (push_at_end gets it from here).
+    token, training_args.hub_token = training_args.hub_token, None
     if not training_args.push_to_hub:
         return None
     if not training_args.hub_model_id:
         raise ArgumentsError("--push_to_hub needs --hub_model_id user/name (the repository to create or update)")
     training_args.push_to_hub = False
-    return {
+    target = {
         "repo_id": training_args.hub_model_id,
         "private": bool(training_args.hub_private_repo),
-        "token": training_args.hub_token,
+        "token": token,
     }
+    return target
 
 
 def push_at_end(trainer: Trainer, target: dict | None) -> str | None:
