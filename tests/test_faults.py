@@ -322,8 +322,9 @@ def test_config_overrides_of_aliased_fields_land(corpora_dir):
     # the standard name works too, and lands on the real field
     config = build_config(ModelArguments(model_type="gpt2", config_overrides="max_position_embeddings=48"), None, 32)
     assert config.n_positions == 48
-    # the context is never grown silently: a longer block is the one-line error of the test above
-    assert build_config(ModelArguments(model_type="gpt2"), None, 512).n_positions == 1024
+    # an unpinned context shrinks to the block the model trains at (what the saved config advertises); it is never
+    # grown: a longer block is the one-line error of the test above
+    assert build_config(ModelArguments(model_type="gpt2"), None, 512).n_positions == 512
 
 
 # ---------------------------------------------------------------- disk full
