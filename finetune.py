@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             defaults=FINETUNE_DEFAULTS,
             adjust_default_recipe=False,  # its recipe is a GPU run (fp16, 4x accumulation): only a bare command gets it
         )
-        validate_arguments(data_args, training_args)  # every argument before any work: nothing written yet
+        # every argument before any work: nothing written yet
+        validate_arguments(data_args, training_args, run_args)
         setup_process(training_args)
         hub_target = take_over_hub_push(training_args)
         with claimed_output_dir(training_args, run_args.overwrite_output_dir) as finished:

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     training_args = None
     try:
         model_args, data_args, run_args, training_args, recipe = parse_arguments(argv)
-        validate_arguments(data_args, training_args)  # every argument before any work: nothing written yet
+        # every argument before any work: nothing written yet
+        validate_arguments(data_args, training_args, run_args, model_args.model_type)
         check_model_arguments(model_args, data_args.block_size)
         setup_process(training_args)
         hub_target = take_over_hub_push(training_args)

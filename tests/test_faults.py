@@ -293,6 +293,8 @@ def test_the_lock_of_a_dead_run_is_taken_over(tmp_path):
         (["--model_type", "gpt2", "--config_overrides", "n_positions=64", "--block_size", "128"], ["context of 64"]),
         (["--resume_from_checkpoint", "nowhere"], ["nowhere"]),
         (["--tokenizer_dir", "EMPTY"], ["--tokenizer_dir", "no tokenizer"]),
+        (["--optimizer", "muon", "--muon_learning_rate", "-0.01"], ["--muon_learning_rate -0.01"]),
+        (["--model_type", "gpt2", "--document_masking", "true"], ["--document_masking", "gpt2"]),
     ],
 )
 def test_bad_argument_is_one_line_before_any_work(corpora_dir, tmp_path, capsys, extra, words):

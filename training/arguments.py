@@ -341,11 +341,18 @@ def parse_config_overrides(text: str | None) -> dict[str, Any]:
     return out
 
 
-def validate_arguments(data_args: DataArguments, training_args: TrainingArguments) -> None:
+# model types whose attention ignores packed position_ids (GPT-2's learned positions, the LSTM)
+NO_PACKED_POSITIONS = ("gpt2", "lstm_lm")
+
+
+def validate_arguments(data_args: DataArguments, training_args: TrainingArguments,
+                       run_args: RunArguments | None = None, model_type: str | None = None) -> None:  # fmt: skip
     """One-line errors for arguments that would fail (or waste hours) later; reads files, writes nothing.
 
     Called before any work starts (corpus, tokenizer, model), so a typo costs a second, not a trained tokenizer.
     """
+    if run_args is not None:
+        validate_run_arguments(run_args, model_type)
     t = training_args
     if t.max_steps == 0 or t.max_steps < -1:
         raise ArgumentsError(
@@ -381,6 +388,19 @@ def validate_arguments(data_args: DataArguments, training_args: TrainingArgument
             )
     if data_args.tokenizer_dir:
         load_tokenizer_dir(data_args.tokenizer_dir)
+
+
+def validate_run_arguments(run_args: RunArguments, model_type: str | None) -> None:
+    """The optimizer's rates and --document_masking against the model type (None: not known yet)."""
+    for name in ("muon_learning_rate", "embedding_learning_rate", "head_learning_rate"):
+        value = getattr(run_args, name)
+        if value is not None and not value > 0:
+            raise ArgumentsError(f"--{name} {value}: give a positive learning rate, or leave it out")
+    if run_args.document_masking and model_type in NO_PACKED_POSITIONS:
+        raise ArgumentsError(
+            f"--document_masking needs a model whose attention reads packed position_ids (ropegpt, llama, ...); "
+            f"{model_type} does not: drop --document_masking"
+        )
 
 
 def load_tokenizer_dir(path: str):

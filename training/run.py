@@ -32,7 +32,7 @@ from corpora.blocks import prepare_blocks
 from push_to_hub import PushError, UploadError, push_model
 from tokenizer_training import dataset_texts, train_tokenizer
 
-from .arguments import ArgumentsError, DataArguments, RunArguments, load_tokenizer_dir
+from .arguments import ArgumentsError, DataArguments, RunArguments, load_tokenizer_dir, validate_run_arguments
 from .callbacks import SampleCallback, StopOnSignal
 from .checkpoints import resolve_resume
 from .evaluation import TokenNLL, compute_metrics
@@ -222,11 +222,8 @@ class DocumentMaskingCollator:
 
 def build_trainer(model, tokenizer, blocks, training_args: TrainingArguments, run_args: RunArguments) -> CLMTrainer:
     """A Trainer wired with our metrics (perplexity, bits per byte), samples and optional early stopping."""
-    if run_args.document_masking and model.config.model_type in ("gpt2", "lstm_lm"):
-        raise ArgumentsError(
-            f"--document_masking needs a model whose attention reads packed position_ids (ropegpt, llama, ...); "
-            f"{model.config.model_type} does not: drop --document_masking"
-        )
+    # train_clm.py refused a wrong --model_type before any work; a pretrained model (finetune.py) is known only now
+    validate_run_arguments(run_args, model.config.model_type)
     if run_args.document_masking and tokenizer.eos_token_id is None:
         raise ArgumentsError("--document_masking finds documents by <eos>, and the tokenizer has no eos_token")
     samples = SampleCallback(
