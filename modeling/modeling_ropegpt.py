@@ -326,9 +326,14 @@ class RopeGPTForCausalLM(RopeGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         # generate asks only for the last position: skip projecting the whole prompt onto the vocabulary
-        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))  # (B, T, V)
-        if self.config.logit_softcap:
-            logits = self.config.logit_softcap * torch.tanh(logits / self.config.logit_softcap)
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)  # (B, T, C)
+        cap = self.config.logit_softcap
+        if cap:
+            # cap * tanh(logits / cap), with the division moved onto the V/C times smaller input (the head has no
+            # bias) and tanh done in place on the fresh matmul output: the (B, T, V) passes are what cost here
+            logits = cap * self.lm_head(hidden_states / cap).tanh_()
+        else:
+            logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)

@@ -409,3 +409,17 @@ def test_switches_survive_save_and_load_in_a_fresh_process(tmp_path):
     round_trip_in_fresh_process(model.eval(), tokenizer, tmp_path, prompt="Все счаст")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert {k: config[k] for k in SWITCHES} == SWITCHES
+
+
+def test_logit_softcap_gradients_match_the_plain_formula():
+    """The cheaper form (division on the head's input, tanh in place) trains exactly as cap * tanh(logits / cap)."""
+    model = tiny_model(logit_softcap=2.0, initializer_range=0.3)
+    ids = random_ids()
+    model(ids, labels=ids).loss.backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    hidden = model.model(ids).last_hidden_state
+    logits = 2.0 * torch.tanh(model.lm_head(hidden) / 2.0)
+    torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).backward()
+    for name, parameter in model.named_parameters():
+        assert torch.allclose(parameter.grad, fast[name], atol=1e-6), name
