@@ -43,7 +43,8 @@ ours is better. `--json PATH` writes one object per (model, seed) with `name`, `
 Budget: only training counts (from Trainer's on_train_begin to the last optimizer step); tokenizer training,
 tokenization and evaluation are outside it. The schedule is time-based: linear warm-up over the recipe's
 warm-up steps, then cosine decay over the *elapsed fraction of the budget* down to the recipe's floor
-(min_lr / min_lr_rate in lr_scheduler_kwargs, else 0), and a TrainerCallback stops training at the budget.
+(min_lr / min_lr_rate in lr_scheduler_kwargs, else 0), or the recipe's warm-up/stable/decay shape
+(`lr_scheduler_type: warmup_stable_decay`) over the same clock, and a TrainerCallback stops training at the budget.
 So the decay always completes exactly when the budget runs out, whatever the machine's load; a step-count
 schedule calibrated from a few warm-up steps would stop early or mid-decay when the load changes.
 `--max-steps N` instead trains a fixed number of steps with the same schedule over steps (for tuning on
@@ -256,16 +257,23 @@ def text_splits(corpus: Corpus = LANGS["ru"]) -> DatasetDict:
                         for name, docs in (("train", train), ("validation", validation), ("unseen", unseen))})
 
 
-class TimeCosine:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 to `floor` over `progress()`."""
+class TimeSchedule:
+    """LR multiplier over `progress(step)` in [0, 1] (the elapsed share of the budget, or of --max-steps): linear
+    warm-up over `warmup` steps, then cosine from 1 to `floor` or, with `decay_share`, a warm-up/stable/decay shape
+    (1 until the last `decay_share` of the run, then `decay` ("linear", "cosine", "1-sqrt") down to `floor`)."""
 
-    def __init__(self, warmup: int, floor: float, progress):
+    def __init__(self, warmup: int, floor: float, progress, decay_share: float | None = None, decay: str = "linear"):
         self.warmup, self.floor, self.progress = warmup, floor, progress
+        self.decay_share, self.decay = decay_share, decay
 
     def __call__(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.warmup) if self.warmup > 0 else 1.0
         p = min(1.0, max(0.0, self.progress(step)))
-        return warm * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * p)))
+        if self.decay_share is None:
+            return warm * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * p)))
+        d = max(0.0, p - (1 - self.decay_share)) / self.decay_share  # progress through the decay
+        shape = {"linear": 1 - d, "cosine": 0.5 * (1 + math.cos(math.pi * d)), "1-sqrt": 1 - math.sqrt(d)}[self.decay]
+        return warm * (self.floor + (1 - self.floor) * shape)
 
 
 class WallClock(TrainerCallback):
@@ -286,14 +294,23 @@ class WallClock(TrainerCallback):
             control.should_training_stop = True
 
 
-def lr_floor(training_args) -> float:
-    """The decay floor as a share of the peak rate, from the scheduler's kwargs (0 for plain cosine)."""
+def schedule(training_args, warmup: int, progress, recipe_steps: int) -> TimeSchedule:
+    """The recipe's schedule on the bench's clock: cosine down to its floor (`min_lr_rate`/`min_lr`, 0 for plain
+    cosine), or warm-up/stable/decay with its decay share (`num_decay_steps`: a share of the run below 1, else
+    steps of the recipe's `recipe_steps`), floor (`min_lr_ratio`) and `decay_type`."""
     kwargs = training_args.lr_scheduler_kwargs or {}
+    if str(training_args.lr_scheduler_type).endswith("warmup_stable_decay"):
+        decay = float(kwargs.get("num_decay_steps", 0.2))
+        share = decay if decay < 1 else decay / recipe_steps
+        return TimeSchedule(warmup, float(kwargs.get("min_lr_ratio", 0.0)), progress, share,
+                            kwargs.get("decay_type", "cosine"))  # fmt: skip
     if "min_lr_rate" in kwargs:
-        return float(kwargs["min_lr_rate"])
-    if "min_lr" in kwargs:
-        return float(kwargs["min_lr"]) / training_args.learning_rate
-    return 0.0
+        floor = float(kwargs["min_lr_rate"])
+    elif "min_lr" in kwargs:
+        floor = float(kwargs["min_lr"]) / training_args.learning_rate
+    else:
+        floor = 0.0
+    return TimeSchedule(warmup, floor, progress)
 
 
 def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> dict:
@@ -307,7 +324,7 @@ def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> d
         [*model_words(name, args.ours_args), *fixed], default_recipe=None)
     run_args.sample_prompts = []  # no sampling at evaluation: it is not what we measure
     warmup = training_args.get_warmup_steps(args.max_steps or training_args.max_steps)
-    training_args.max_steps = args.max_steps or BIG
+    recipe_steps, training_args.max_steps = training_args.max_steps, args.max_steps or BIG
 
     key = (data_args.tokenizer_kind, data_args.vocab_size, data_args.block_size)
     if key not in cache:
@@ -340,7 +357,7 @@ def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> d
     # decay off for biases and norms); only the schedule is ours.
     trainer.create_optimizer()
     trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-        trainer.optimizer, TimeCosine(warmup, lr_floor(training_args), progress))
+        trainer.optimizer, schedule(training_args, warmup, progress, recipe_steps))
     trainer.train()
     seconds = clock.end - clock.start
     steps = trainer.state.global_step
