@@ -163,6 +163,25 @@ def test_seeds_differences_and_targets_from_rows():
     assert met == {"llama_bpe": False, "llama_same": False}  # 0.03 < 0.04 at seed 1; 1.12 > 1.11 at seed 1
 
 
+def test_bench_schedule_follows_the_recipe_on_the_bench_clock():
+    """Cosine to the recipe's floor, or warm-up/stable/decay with the decay share and floor the recipe gives."""
+    bench_quality = load_bench("bench_quality")
+    progress = lambda step: step / 1000  # noqa: E731
+
+    def recipe(kind, **kwargs):
+        return parse_arguments(["--lr_scheduler_type", kind, "--lr_scheduler_kwargs", json.dumps(kwargs),
+                                "--max_steps", "500"], default_recipe=None)[3]  # fmt: skip
+
+    cosine = bench_quality.schedule(recipe("cosine_with_min_lr", min_lr_rate=0.5), 10, progress, 500)
+    assert cosine(4) == pytest.approx(0.5, abs=1e-4) and cosine(500) == pytest.approx(0.75) and cosine(1000) == pytest.approx(0.5)
+    wsd = bench_quality.schedule(recipe("warmup_stable_decay", num_decay_steps=0.4, decay_type="linear"), 10,
+                                 progress, 500)  # fmt: skip
+    assert [wsd(s) for s in (100, 600, 800)] == pytest.approx([1.0, 1.0, 0.5]) and wsd(1000) == pytest.approx(0.0)
+    steps = bench_quality.schedule(recipe("warmup_stable_decay", num_decay_steps=100, min_lr_ratio=0.2,
+                                          decay_type="linear"), 10, progress, 500)  # fmt: skip
+    assert steps(800) == pytest.approx(1.0) and steps(900) == pytest.approx(0.6)  # 100 of 500 steps: the last 20%
+
+
 @pytest.mark.parametrize("bad,says", [(["--seeds", "0,x"], "--seeds"), (["--seeds", "1,1"], "different seeds"),
                                       (["--json", "."], "is a folder"), (["--lang", "xx"], "--lang")])
 def test_bench_quality_bad_arguments_are_one_line_errors_before_any_training(bad, says, monkeypatch, capsys):
