@@ -299,7 +299,7 @@ def schedule(training_args, warmup: int, progress, recipe_steps: int) -> TimeSch
     cosine), or warm-up/stable/decay with its decay share (`num_decay_steps`: a share of the run below 1, else
     steps of the recipe's `recipe_steps`), floor (`min_lr_ratio`) and `decay_type`."""
     kwargs = training_args.lr_scheduler_kwargs or {}
-    if getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type) == "warmup_stable_decay":
+    if training_args.lr_scheduler_type == "warmup_stable_decay":
         decay = float(kwargs.get("num_decay_steps", 0.2))
         share = decay if decay < 1 else decay / recipe_steps
         return TimeSchedule(warmup, float(kwargs.get("min_lr_ratio", 0.0)), progress, share,

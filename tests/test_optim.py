@@ -174,3 +174,26 @@ def test_document_masking_batch_gives_each_document_its_own_logits():
         first = model(torch.cat([docs[0], eos])[None]).logits[0]
         second = model(torch.cat([docs[1], eos])[None]).logits[0]
     assert (packed - torch.cat([first, second])).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("decay,stable_until", [(0.4, 60), (30, 70)])
+def test_warmup_stable_decay_takes_its_decay_as_a_share_of_the_run_or_as_steps(tmp_path, decay, stable_until):
+    """num_decay_steps below 1 is a share of max_steps (as warmup_steps below 1 is); a whole number is steps."""
+    kwargs = {"num_decay_steps": decay, "decay_type": "linear"}
+    trainer = muon_trainer(RopeGPTForCausalLM(tiny_config()), tmp_path, warmup_steps=10, max_steps=100,
+                           lr_scheduler_type="warmup_stable_decay", lr_scheduler_kwargs=kwargs)  # fmt: skip
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    factor = trainer.lr_scheduler.lr_lambdas[0]
+    assert factor(5) == pytest.approx(0.5) and factor(stable_until - 1) == 1.0
+    assert factor(stable_until + (100 - stable_until) // 2) == pytest.approx(0.5) and factor(100) == 0.0
+    assert trainer.args.lr_scheduler_kwargs == kwargs  # the recipe's share is what the run saves
+
+
+@pytest.mark.parametrize("kwargs", ['{}', '{"num_decay_steps": 0}', '{"num_decay_steps": "x"}'])
+def test_warmup_stable_decay_without_a_decay_is_a_one_line_error(kwargs):
+    from training.arguments import ArgumentsError, parse_arguments, validate_arguments
+
+    model_args, data_args, run_args, training_args, _ = parse_arguments(
+        ["--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", kwargs], default_recipe=None)
+    with pytest.raises(ArgumentsError, match="num_decay_steps"):
+        validate_arguments(data_args, training_args, run_args)

@@ -365,6 +365,13 @@ def validate_arguments(data_args: DataArguments, training_args: TrainingArgument
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(t, name) < 1:
             raise ArgumentsError(f"--{name} {getattr(t, name)}: give at least 1")
+    decay = (t.lr_scheduler_kwargs or {}).get("num_decay_steps")
+    if t.lr_scheduler_type == "warmup_stable_decay" and (isinstance(decay, bool) or not isinstance(decay, (int, float))
+                                                          or decay <= 0):  # fmt: skip
+        raise ArgumentsError(
+            f"--lr_scheduler_type warmup_stable_decay needs a positive num_decay_steps in --lr_scheduler_kwargs "
+            f"(got {decay!r}): e.g. '{{\"num_decay_steps\": 0.4}}', a share of the run below 1 or a step count"
+        )
     if data_args.block_size < 2:
         raise ArgumentsError(f"--block_size {data_args.block_size}: give at least 2 tokens (a token and its next)")
     if not data_args.tokenizer_dir and data_args.vocab_size < 1:

@@ -178,6 +178,20 @@ class CLMTrainer(Trainer):
             self.optimizer = torch.optim.AdamW(groups, lr=lr, **adam)
         return self.optimizer
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """As Trainer's, except that warmup_stable_decay's `num_decay_steps` below 1 is a share of the run (as
+        `warmup_steps` below 1 is), so a recipe's schedule fits whatever --max_steps it is given."""
+        kwargs = self.args.lr_scheduler_kwargs or {}
+        decay = kwargs.get("num_decay_steps")
+        if self.args.lr_scheduler_type != "warmup_stable_decay" or not isinstance(decay, float) or decay >= 1:
+            return super().create_scheduler(num_training_steps, optimizer)
+        # Trainer reads the kwargs from the arguments; the share stays in them (saved, and re-read on resume)
+        self.args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": max(1, round(decay * num_training_steps))}
+        try:
+            return super().create_scheduler(num_training_steps, optimizer)
+        finally:
+            self.args.lr_scheduler_kwargs = kwargs
+
     def _issue_warnings_after_load(self, load_result):
         # Tied weights (lm_head = the embeddings) are saved once, so they are "missing" from every checkpoint;
         # Trainer only recognises models that list them in _keys_to_ignore_on_save and would warn on each
