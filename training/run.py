@@ -29,7 +29,7 @@ from transformers.integrations import TensorBoardCallback
 
 from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
 from corpora.blocks import prepare_blocks
-from push_to_hub import PushError, UploadError, push_model
+from publishing import PushError, UploadError, push_model
 from tokenizer_training import dataset_texts, train_tokenizer
 
 from .arguments import ArgumentsError, DataArguments, RunArguments, load_tokenizer_dir, validate_run_arguments
@@ -381,7 +381,7 @@ def take_over_hub_push(training_args: TrainingArguments) -> dict | None:
 
 
 def push_at_end(trainer: Trainer, target: dict | None) -> str | None:
-    """Upload the finished output folder with push_to_hub.push_model (main process only); returns the URL."""
+    """Upload the finished output folder with publishing.push_model (main process only); returns the URL."""
     if target is None or not trainer.is_world_process_zero():
         return None
     url = push_model(trainer.args.output_dir, **target)
