@@ -14,7 +14,7 @@ Streaming: with one sequence per prompt (the default) the text is printed token 
 `--num_return_sequences N > 1` each prompt's N sequences are generated together and printed when done.
 
 Scoring: each non-empty line is scored on its own, as a document. Its first token is predicted from the
-end-of-text token (`eos`), because that is what precedes every document in training: `corpora.blocks` puts
+end-of-text token (`eos`), because that is what precedes every document in training: `training.blocks` puts
 `<eos>` between documents and our tokenizers add no `<bos>`; GPT-2's `<|endoftext|>` is both. A tokenizer
 with no eos falls back to its bos; with neither, the first token is not scored (and the "tokens" column
 counts only scored tokens). Perplexity = exp(mean NLL over scored tokens); bits per byte = summed NLL in

@@ -14,7 +14,7 @@ one, each cut the same way (first 90% of every book trains, last 10% of every bo
 held-out book, Rahim Gali's selected works, is the unseen text: an author none of the training books is
 by. The Leipzig archive in ../shared/corpora/tatar/leipzig is not used: its sentences are cut from these
 same books, so none of them would be unseen. Each side is chunked into documents at paragraph boundaries
-and goes through the project's `corpora.blocks.prepare_blocks` with the model's own tokenizer (trained on
+and goes through the project's `training.blocks.prepare_blocks` with the model's own tokenizer (trained on
 the train side only).
 
 Models, all trained by the project's Trainer path (training.models.build_config/build_model,
@@ -83,7 +83,7 @@ from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback,
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import CorpusError, read_text_file  # noqa: E402
-from corpora.blocks import prepare_blocks  # noqa: E402
+from training.blocks import prepare_blocks  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
 from training.arguments import ModelArguments, dict_to_argv, load_recipe, parse_arguments  # noqa: E402
 from training.models import build_config, build_model  # noqa: E402

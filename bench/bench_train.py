@@ -50,7 +50,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, get_schedule
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import read_text_file  # noqa: E402
-from corpora.blocks import prepare_blocks  # noqa: E402
+from training.blocks import prepare_blocks  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
 from training.arguments import parse_arguments  # noqa: E402
 from training.models import build_config, build_model  # noqa: E402

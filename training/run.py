@@ -28,7 +28,7 @@ from transformers import (
 from transformers.integrations import TensorBoardCallback
 
 from corpora import CorpusArguments, CorpusError, load_corpus, prepare_corpus
-from corpora.blocks import prepare_blocks
+from .blocks import prepare_blocks
 from publishing import PushError, UploadError, push_model
 from tokenizer_training import dataset_texts, train_tokenizer
 
