@@ -18,7 +18,7 @@ and goes through the project's `training.blocks.prepare_blocks` with the model's
 the train side only).
 
 Models, all trained by the project's Trainer path (training.models.build_config/build_model,
-training.run.build_trainer: CLMTrainer + TokenNLL metrics), so every number is measured the same way:
+training.trainer.build_trainer: CLMTrainer + TokenNLL metrics), so every number is measured the same way:
 - `ours`: recipes/tolstoy_bench_best.yaml (RopeGPT, byte-level BPE) as it is when the bench runs;
 - the fair peers, on our tokenizer (the recipe's tokenizer_kind and vocab_size) and our data, as
   transformers' models of 4 layers, 4 heads, width 128, tied embeddings, with the MLP width chosen at run
@@ -83,11 +83,12 @@ from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback,
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import CorpusError, read_text_file  # noqa: E402
-from training.blocks import prepare_blocks  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
 from training.arguments import ModelArguments, dict_to_argv, load_recipe, parse_arguments  # noqa: E402
+from training.blocks import prepare_blocks  # noqa: E402
 from training.models import build_config, build_model  # noqa: E402
-from training.run import USER_ERRORS, build_trainer  # noqa: E402
+from training.script import USER_ERRORS  # noqa: E402
+from training.trainer import build_trainer  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 TXT = CORPORA / "tolstoy" / "txt"
