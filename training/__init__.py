@@ -14,4 +14,5 @@ In the order a run uses them:
 - `checkpoints`, `outputs`: the checkpoint to resume from, the crash-safe output folder and its lock;
 - `hub_push`: --push_to_hub, done once at the end through `publishing`;
 - `script`: `run_script`, the shared sequence and its one-line errors;
+- `sampling`: the generation settings shared by the sample callback, generate.py and app.py.
 """
