@@ -62,7 +62,6 @@ import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -70,10 +69,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-_TMP = tempfile.mkdtemp(prefix="ropegpt-bench-quality-")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench.preamble import scratch_dir  # noqa: E402  (sets the environment before the libraries load)
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
@@ -299,7 +295,7 @@ def lr_floor(training_args) -> float:
 
 def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> dict:
     """Train one model for the budget (or --max-steps) at `seed` and evaluate it; returns a row of the table."""
-    out_dir = os.path.join(_TMP, f"{name}-{seed}")
+    out_dir = os.path.join(scratch_dir("ropegpt-bench-quality-"), f"{name}-{seed}")
     fixed = ["--output_dir", out_dir, "--eval_strategy", "no", "--save_strategy", "no",
              "--load_best_model_at_end", "false", "--report_to", "none", "--logging_steps", str(BIG),
              "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--per_device_eval_batch_size", "32",

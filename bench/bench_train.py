@@ -31,17 +31,13 @@ import copy
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-_TMP = tempfile.mkdtemp(prefix="ropegpt-bench-train-")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench.preamble import scratch_dir  # noqa: E402  (sets the environment before the libraries load)
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -73,7 +69,8 @@ class StepClock(TrainerCallback):
 
 def setup(args):
     """Arguments parsed as train_clm does, the tokenizer, the blocks, and the initial weights."""
-    words = [str(RECIPE), "--output_dir", _TMP, "--max_steps", str(args.warmup + args.steps),
+    words = [str(RECIPE), "--output_dir", scratch_dir("ropegpt-bench-train-"),
+             "--max_steps", str(args.warmup + args.steps),
              "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
              "--report_to", "none", "--logging_steps", "100000", "--disable_tqdm", "true",
              "--dataloader_num_workers", "0", "--block_size", str(args.block),
