@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from transformers import HfArgumentParser, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer  # noqa: E402
 
 from generate import GenerateError, context_length, fit_prompt, load_model, sampling_kwargs  # noqa: E402
+from training.sampling import pad_token_id  # noqa: E402
 
 EXAMPLES = [
     "Князь Андрей",
@@ -129,7 +130,6 @@ def stream_completion(
     inputs = tokenizer(model_input, return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TokenStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = Event()
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     failures: list[BaseException] = []
 
     def run():
@@ -138,7 +138,7 @@ def stream_completion(
                 **inputs,
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
-                pad_token_id=pad_token_id,
+                pad_token_id=pad_token_id(tokenizer),
                 **kwargs,
             )
         except BaseException as e:  # noqa: BLE001  (re-raised below, in the caller's thread)

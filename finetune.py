@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 import modeling  # noqa: F401  (our ropegpt checkpoints load without trust_remote_code too)
 from training.arguments import (
@@ -32,23 +33,9 @@ from training.arguments import (
     parse_arguments,
     validate_arguments,
 )
+from training.data import load_text, make_blocks
 from training.models import model_context_length
-from training.outputs import claimed_output_dir, disk_full_message
-from training.run import (
-    USER_ERRORS,
-    RunInterrupted,
-    build_trainer,
-    describe_args,
-    error_line,
-    interrupted_lines,
-    load_text,
-    make_blocks,
-    push_at_end,
-    report_end,
-    setup_process,
-    take_over_hub_push,
-    train_and_save,
-)
+from training.script import ParsedRun, run_script
 
 logger = logging.getLogger("finetune")
 
@@ -124,8 +111,6 @@ def wrap_documents(dataset, tokenizer):
 
 def apply_lora(model, args: FinetuneArguments):
     """The model wrapped with LoRA adapters (peft); logs trainable and total parameters."""
-    from peft import LoraConfig, get_peft_model
-
     targets = args.lora_target_modules or LORA_TARGETS.get(model.config.model_type)
     config = LoraConfig(
         r=args.lora_r,
@@ -170,61 +155,45 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def parse(argv: list[str]) -> ParsedRun:
+    """The run's arguments from a recipe and/or the command line, every one checked before any work."""
+    model_args, data_args, run_args, ft_args, training_args, recipe = parse_arguments(
+        argv,
+        types=(ModelArguments, DataArguments, RunArguments, FinetuneArguments, TrainingArguments),
+        default_recipe=RECIPES_DIR / "finetune_rugpt3_tolstoy.yaml",
+        defaults=FINETUNE_DEFAULTS,
+        adjust_default_recipe=False,  # its recipe is a GPU run (fp16, 4x accumulation): only a bare command gets it
+    )
+    validate_arguments(data_args, training_args, run_args)
+    return ParsedRun((model_args, data_args, run_args, ft_args, training_args), recipe)
+
+
+def prepare(run: ParsedRun) -> tuple:
+    """The pretrained model (with LoRA adapters under --lora_r), its own tokenizer, and the corpus's blocks."""
+    model_args, data_args, _, ft_args, training_args = run.groups
+    tokenizer, model = load_pretrained(model_args.model_name_or_path)
+    data_args.block_size = capped_block_size(data_args.block_size, model)
+    dataset = load_text(data_args, training_args)
+    if ft_args.wrap_documents:
+        dataset = wrap_documents(dataset, tokenizer)
+    blocks = make_blocks(dataset, tokenizer, data_args, training_args)
+    if ft_args.lora_r > 0:
+        model = apply_lora(model, ft_args)
+    return model, tokenizer, blocks
+
+
+def merge_after_training(run: ParsedRun, trainer) -> None:
+    """--merge_lora: the trained adapters merged into the base and written to output_dir/merged."""
+    ft_args = run.get(FinetuneArguments)
+    if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
+        merged = save_merged(trainer.model, trainer.processing_class, trainer.args.output_dir)
+        logger.info("merged model written to %s", merged)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune from a recipe and/or command-line arguments; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    training_args = None
-    try:
-        model_args, data_args, run_args, ft_args, training_args, recipe = parse_arguments(
-            argv,
-            types=(ModelArguments, DataArguments, RunArguments, FinetuneArguments, TrainingArguments),
-            default_recipe=RECIPES_DIR / "finetune_rugpt3_tolstoy.yaml",
-            defaults=FINETUNE_DEFAULTS,
-            adjust_default_recipe=False,  # its recipe is a GPU run (fp16, 4x accumulation): only a bare command gets it
-        )
-        # every argument before any work: nothing written yet
-        validate_arguments(data_args, training_args, run_args)
-        setup_process(training_args)
-        hub_target = take_over_hub_push(training_args)
-        with claimed_output_dir(training_args, run_args.overwrite_output_dir) as finished:
-            if finished is not None:
-                print(f"already complete at step {finished}: model in {training_args.output_dir} (nothing changed)")
-                return 0
-            set_seed(training_args.seed)
-            tokenizer, model = load_pretrained(model_args.model_name_or_path)
-            data_args.block_size = capped_block_size(data_args.block_size, model)
-            dataset = load_text(data_args, training_args)
-            if ft_args.wrap_documents:
-                dataset = wrap_documents(dataset, tokenizer)
-            blocks = make_blocks(dataset, tokenizer, data_args, training_args)
-            if ft_args.lora_r > 0:
-                model = apply_lora(model, ft_args)
-            trainer = build_trainer(model, tokenizer, blocks, training_args, run_args)
-            arguments = describe_args(model_args, data_args, run_args, ft_args, training_args)
-            arguments["recipe"] = str(recipe) if recipe else None
-            metrics = train_and_save(trainer, training_args.resume_from_checkpoint, arguments)
-            url = push_at_end(trainer, hub_target)
-            if ft_args.lora_r > 0 and ft_args.merge_lora and trainer.is_world_process_zero():
-                merged = save_merged(trainer.model, tokenizer, training_args.output_dir)
-                logger.info("merged model written to %s", merged)
-    except USER_ERRORS as e:
-        print(error_line("finetune.py", e), file=sys.stderr)
-        return 2
-    except RunInterrupted as e:
-        print(interrupted_lines("finetune.py", e, argv), file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: stop now, say so
-        print(f"\nfinetune.py: interrupted; the newest complete checkpoint (if any) resumes with "
-              "--resume_from_checkpoint auto", file=sys.stderr)
-        return 130
-    except Exception as e:
-        line = disk_full_message(e, training_args.output_dir) if training_args is not None else None
-        if line is None:
-            raise
-        print(f"\nfinetune.py: error: {line}", file=sys.stderr)
-        return 2
-    report_end(trainer, metrics, url)
-    return 0
+    return run_script("finetune.py", argv, parse, prepare, after=merge_after_training)
 
 
 if __name__ == "__main__":

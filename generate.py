@@ -14,7 +14,7 @@ Streaming: with one sequence per prompt (the default) the text is printed token 
 `--num_return_sequences N > 1` each prompt's N sequences are generated together and printed when done.
 
 Scoring: each non-empty line is scored on its own, as a document. Its first token is predicted from the
-end-of-text token (`eos`), because that is what precedes every document in training: `corpora.blocks` puts
+end-of-text token (`eos`), because that is what precedes every document in training: `training.blocks` puts
 `<eos>` between documents and our tokenizers add no `<bos>`; GPT-2's `<|endoftext|>` is both. A tokenizer
 with no eos falls back to its bos; with neither, the first token is not scored (and the "tokens" column
 counts only scored tokens). Perplexity = exp(mean NLL over scored tokens); bits per byte = summed NLL in
@@ -40,6 +40,7 @@ from transformers import (
 )
 
 from training.checkpoints import IncompleteModelError, check_model_folder
+from training.sampling import pad_token_id, sampling_settings
 
 
 class GenerateError(ValueError):
@@ -141,23 +142,21 @@ def sampling_kwargs(
 ) -> dict:
     """Keyword arguments for `generate` / the pipeline; the sampling knobs are left out when greedy.
 
-    Passing temperature/top-k/top-p with `do_sample=False` makes transformers warn that they are ignored,
-    and greedy decoding has one answer only, so several sequences of it are refused here.
+    Greedy decoding has one answer only, so several sequences of it are refused here; the knobs themselves
+    are `training.sampling.sampling_settings`, as for the samples written during training.
     """
     if max_new_tokens < 1:
         raise GenerateError(f"--max_new_tokens must be at least 1, got {max_new_tokens}")
     if num_return_sequences < 1:
         raise GenerateError(f"--num_return_sequences must be at least 1, got {num_return_sequences}")
-    kwargs = {"max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences}
-    if repetition_penalty != 1.0:
-        kwargs["repetition_penalty"] = repetition_penalty
-    if greedy:
-        if num_return_sequences > 1:
-            raise GenerateError("--greedy gives one sequence per prompt: drop --num_return_sequences or --greedy")
-        return {**kwargs, "do_sample": False}
-    if temperature <= 0:
+    if greedy and num_return_sequences > 1:
+        raise GenerateError("--greedy gives one sequence per prompt: drop --num_return_sequences or --greedy")
+    if not greedy and temperature <= 0:
         raise GenerateError(f"--temperature must be positive (or use --greedy), got {temperature}")
-    return {**kwargs, "do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    settings = sampling_settings(
+        greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty
+    )
+    return {"max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences, **settings}
 
 
 @torch.no_grad()
@@ -189,7 +188,7 @@ def generate_texts(
             prompt,
             return_full_text=True,
             add_special_tokens=False,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=pad_token_id(tokenizer),
             streamer=streamer,
             **kwargs,
         )

@@ -5,8 +5,8 @@
     .venv/bin/python bench/bench_pipeline.py --json bench/out/pipeline.json   # also the stage rows as JSON
 
 Stages (ours): `corpus` (corpora.prepare_corpus writes the DatasetDict, then it is loaded back, as the
-CLI chain does), `tokenizer` (train_tokenizer, byte-level BPE), `tokenize` (corpora.blocks.tokenize_dataset)
-and `group` (corpora.blocks.group_blocks). The peer is run_clm.py's preprocessing, written out below as
+CLI chain does), `tokenizer` (train_tokenizer, byte-level BPE), `tokenize` (training.blocks.tokenize_dataset)
+and `group` (training.blocks.group_blocks). The peer is run_clm.py's preprocessing, written out below as
 it is there: `map(tokenizer(examples["text"]))` then `map(group_texts)`, both batched with datasets'
 default batch size of 1000, on the same DatasetDict and the same tokenizer. The corpus and tokenizer
 stages have no peer (run_clm starts from a loaded dataset and a pretrained tokenizer).
@@ -57,8 +57,8 @@ from datasets import load_from_disk  # noqa: E402
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import CorpusArguments, prepare_corpus  # noqa: E402
-from corpora.blocks import group_blocks, tokenize_dataset  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
+from training.blocks import group_blocks, tokenize_dataset  # noqa: E402
 
 
 def run_clm_tokenize(dd, tokenizer):
@@ -199,7 +199,7 @@ def scale_child(inputs: Path, work: Path, vocab_size: int, block_size: int, samp
     import resource
 
     from corpora import load_corpus
-    from corpora.blocks import prepare_blocks
+    from training.blocks import prepare_blocks
     from tokenizer_training import dataset_texts
 
     times = {}

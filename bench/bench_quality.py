@@ -14,11 +14,11 @@ one, each cut the same way (first 90% of every book trains, last 10% of every bo
 held-out book, Rahim Gali's selected works, is the unseen text: an author none of the training books is
 by. The Leipzig archive in ../shared/corpora/tatar/leipzig is not used: its sentences are cut from these
 same books, so none of them would be unseen. Each side is chunked into documents at paragraph boundaries
-and goes through the project's `corpora.blocks.prepare_blocks` with the model's own tokenizer (trained on
+and goes through the project's `training.blocks.prepare_blocks` with the model's own tokenizer (trained on
 the train side only).
 
 Models, all trained by the project's Trainer path (training.models.build_config/build_model,
-training.run.build_trainer: CLMTrainer + TokenNLL metrics), so every number is measured the same way:
+training.trainer.build_trainer: CLMTrainer + TokenNLL metrics), so every number is measured the same way:
 - `ours`: recipes/tolstoy_bench_best.yaml (RopeGPT, byte-level BPE) as it is when the bench runs;
 - the fair peers, on our tokenizer (the recipe's tokenizer_kind and vocab_size) and our data, as
   transformers' models of 4 layers, 4 heads, width 128, tied embeddings, with the MLP width chosen at run
@@ -63,7 +63,6 @@ import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -71,10 +70,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-_TMP = tempfile.mkdtemp(prefix="ropegpt-bench-quality-")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench.preamble import scratch_dir  # noqa: E402  (sets the environment before the libraries load)
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
@@ -84,11 +80,12 @@ from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback,
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import CorpusError, read_text_file  # noqa: E402
-from corpora.blocks import prepare_blocks  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
 from training.arguments import ModelArguments, dict_to_argv, load_recipe, parse_arguments  # noqa: E402
+from training.blocks import prepare_blocks  # noqa: E402
 from training.models import build_config, build_model  # noqa: E402
-from training.run import USER_ERRORS, build_trainer  # noqa: E402
+from training.script import USER_ERRORS  # noqa: E402
+from training.trainer import build_trainer  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 TXT = CORPORA / "tolstoy" / "txt"
@@ -315,7 +312,7 @@ def schedule(training_args, warmup: int, progress, recipe_steps: int) -> TimeSch
 
 def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> dict:
     """Train one model for the budget (or --max-steps) at `seed` and evaluate it; returns a row of the table."""
-    out_dir = os.path.join(_TMP, f"{name}-{seed}")
+    out_dir = os.path.join(scratch_dir("ropegpt-bench-quality-"), f"{name}-{seed}")
     fixed = ["--output_dir", out_dir, "--eval_strategy", "no", "--save_strategy", "no",
              "--load_best_model_at_end", "false", "--report_to", "none", "--logging_steps", str(BIG),
              "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--per_device_eval_batch_size", "32",

@@ -12,7 +12,7 @@ Both sides train the same model (recipes/tolstoy_tiny.yaml: RopeGPT `tiny`, byte
 replays the batches that the Trainer's own train dataloader yields (collected once, untimed), so the
 comparison isolates what Trainer adds per step, data loading and collation included. The Trainer side is
 built exactly as train_clm.main builds it (training.arguments.parse_arguments → training.models.build_config/
-build_model → training.run.build_trainer, i.e. CLMTrainer with our callbacks), with evaluation, saving and
+build_model → training.trainer.build_trainer, i.e. CLMTrainer with our callbacks), with evaluation, saving and
 reporting off and logging_steps large; dataloader_num_workers 0. The bare loop uses the optimizer class and
 arguments Trainer picks (Trainer.get_optimizer_cls_and_kwargs), the same weight-decay groups, the same
 scheduler and gradient clipping.
@@ -31,17 +31,13 @@ import copy
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-_TMP = tempfile.mkdtemp(prefix="ropegpt-bench-train-")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench.preamble import scratch_dir  # noqa: E402  (sets the environment before the libraries load)
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -50,11 +46,11 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, get_schedule
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import read_text_file  # noqa: E402
-from corpora.blocks import prepare_blocks  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
 from training.arguments import parse_arguments  # noqa: E402
+from training.blocks import prepare_blocks  # noqa: E402
 from training.models import build_config, build_model  # noqa: E402
-from training.run import build_trainer  # noqa: E402
+from training.trainer import build_trainer  # noqa: E402
 
 TEXT = ROOT.parent / "shared" / "corpora" / "tolstoy" / "txt" / "war_and_peace_book1_vol1-2.utf8.txt"
 RECIPE = ROOT / "recipes" / "tolstoy_tiny.yaml"
@@ -73,7 +69,8 @@ class StepClock(TrainerCallback):
 
 def setup(args):
     """Arguments parsed as train_clm does, the tokenizer, the blocks, and the initial weights."""
-    words = [str(RECIPE), "--output_dir", _TMP, "--max_steps", str(args.warmup + args.steps),
+    words = [str(RECIPE), "--output_dir", scratch_dir("ropegpt-bench-train-"),
+             "--max_steps", str(args.warmup + args.steps),
              "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
              "--report_to", "none", "--logging_steps", "100000", "--disable_tqdm", "true",
              "--dataloader_num_workers", "0", "--block_size", str(args.block),

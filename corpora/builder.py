@@ -14,8 +14,8 @@ touches an existing folder.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -29,12 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import datasets
+from transformers import HfArgumentParser
+
 from .cleaning import clean_documents, overlapping_documents, split_documents
 from .errors import CorpusError
 from .fetch import FetchError, fetch
 from .leipzig import leipzig_local_path, read_leipzig
 from .libru import TOLSTOY_CATALOGUE, decode_html, extract_libru_html, tolstoy_urls
+from .manifest import sha256_file, source_record, split_stats
 from .snapshot import SNAPSHOT_PATH, read_snapshot
+from .stream import build_corpus_streaming
 from .text_files import find_text_files, read_text_file
 
 logger = logging.getLogger(__name__)
@@ -91,18 +96,6 @@ class CorpusArguments:
             raise CorpusError(f"--validation_overlap {self.validation_overlap} is outside [0, 1]; give e.g. 0.5 (0: off)")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _source_record(name: str, location: str, path: Path, **extra) -> dict:
-    return {"source": name, "location": location, "sha256": _sha256_file(path), "bytes": path.stat().st_size, **extra}
-
-
 def _fetch_kwargs(args: CorpusArguments) -> dict:
     return {"delay": args.delay, "timeout": args.timeout, "retries": args.retries}
 
@@ -122,7 +115,7 @@ def _page_document(location: str, args: CorpusArguments) -> tuple[str, dict]:
         raise CorpusError(f"no text found on the page {location}; check that it is a lib.ru work page "
                           "(it should hold <!--Section Begins--> ... <!--Section Ends-->)")
     name = location.rstrip("/").rsplit("/", 1)[-1]
-    return "\n".join(paragraphs), _source_record(name, location, path)
+    return "\n".join(paragraphs), source_record(name, location, path)
 
 
 def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
@@ -170,7 +163,7 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
     elif args.source == "text":
         for path in find_text_files(args.inputs):
             rows.append({"text": read_text_file(path), "source": path.name})
-            info["sources"].append(_source_record(path.name, str(path), path))
+            info["sources"].append(source_record(path.name, str(path), path))
     elif args.source == "leipzig":
         for item in args.inputs:
             local = leipzig_local_path(item, args.cache_dir, **_fetch_kwargs(args))
@@ -180,10 +173,10 @@ def load_source_rows(args: CorpusArguments) -> tuple[list[dict], dict]:
             info["malformed_lines_skipped"] += malformed
             record = {"source": name, "location": str(item), "sentences": len(sentences), "malformed_lines": malformed}
             if local.is_file():
-                record.update(sha256=_sha256_file(local), bytes=local.stat().st_size)
+                record.update(sha256=sha256_file(local), bytes=local.stat().st_size)
             else:
                 files = sorted(local.rglob("*-sentences.txt"))
-                record.update(files={str(p.relative_to(local)): _sha256_file(p) for p in files})
+                record.update(files={str(p.relative_to(local)): sha256_file(p) for p in files})
             info["sources"].append(record)
     elif args.source == "hub":
         for name in args.inputs:
@@ -206,8 +199,6 @@ def _snapshot_rows(reason: str, info: dict) -> tuple[list[dict], dict]:
 
 def _hub_texts(name: str, args: CorpusArguments) -> tuple[list[str], dict]:
     """Texts of a Hub dataset (by name or local path) and its source record (fingerprints, no sha256)."""
-    import datasets
-
     try:
         local = Path(name)
         if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
@@ -231,26 +222,8 @@ def _hub_texts(name: str, args: CorpusArguments) -> tuple[list[str], dict]:
     return texts, record
 
 
-def _split_stats_arrow(split) -> dict:
-    """`_split_stats` of a `datasets.Dataset`, read in Arrow batches (the split may be larger than memory)."""
-    import pyarrow.compute as pc
-
-    characters = utf8_bytes = 0
-    for batch in split.with_format("arrow").iter(batch_size=10_000):
-        characters += pc.sum(pc.utf8_length(batch["text"])).as_py() or 0
-        utf8_bytes += pc.sum(pc.binary_length(batch["text"])).as_py() or 0
-    return {"documents": len(split), "characters": characters, "utf8_bytes": utf8_bytes}
-
-
-def _split_stats(rows: list[dict]) -> dict:
-    return {"documents": len(rows), "characters": sum(len(r["text"]) for r in rows),
-            "utf8_bytes": sum(len(r["text"].encode("utf-8")) for r in rows)}
-
-
 def build_corpus_with_manifest(args: CorpusArguments):
     """(DatasetDict, manifest dict): everything `prepare_corpus` writes, nothing written yet."""
-    import datasets
-
     rows, info = load_source_rows(args)
     # Leipzig rows are sentences: never cut them, each stays one row.
     max_doc_chars = 0 if args.source == "leipzig" else args.max_doc_chars
@@ -293,7 +266,7 @@ def build_corpus_with_manifest(args: CorpusArguments):
         "sources": info["sources"],
         "skipped_sources": info["skipped_sources"],
         "snapshot_fallback": info.get("snapshot_fallback"),
-        "splits": {"train": _split_stats(train), "validation": _split_stats(validation)},
+        "splits": {"train": split_stats(train), "validation": split_stats(validation)},
         "rows_read": stats.input_rows,
         "documents": stats.documents,
         "documents_per_source": stats.per_source,
@@ -361,8 +334,6 @@ def prepare_corpus(args: CorpusArguments) -> Path:
     clean_stale_builds(output_dir)
     _check_output_dir(output_dir, args.overwrite)
     if args.streaming:
-        from .stream import build_corpus_streaming
-
         corpus, manifest = build_corpus_streaming(args)
     else:
         corpus, manifest = build_corpus_with_manifest(args)
@@ -404,8 +375,6 @@ def prepare_corpus(args: CorpusArguments) -> Path:
 
 def load_corpus(path: str | os.PathLike):
     """The `DatasetDict` written by `prepare_corpus` (a thin `datasets.load_from_disk`)."""
-    import datasets
-
     path = Path(path)
     if not (path / "dataset_dict.json").exists():
         raise CorpusError(f"{path} is not a corpus folder (no dataset_dict.json); build one with python -m corpora")
@@ -418,17 +387,14 @@ def load_corpus(path: str | os.PathLike):
 
 def parse_args(argv: list[str] | None = None) -> CorpusArguments:
     """CorpusArguments from the command line; positional words after the options are inputs."""
-    from transformers import HfArgumentParser
-
     parser = HfArgumentParser(CorpusArguments, description=__doc__.split("\n\n")[0],
-                              formatter_class=__import__("argparse").ArgumentDefaultsHelpFormatter)
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     args, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     unknown = [word for word in rest if word.startswith("--")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.inputs = list(args.inputs) + list(rest)
-    args.__post_init__()
-    return args
+    # replace() builds a new instance, so __post_init__ checks the inputs given as positional words too
+    return dataclasses.replace(args, inputs=list(args.inputs) + list(rest))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,14 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections import Counter
 from pathlib import Path
+
+import datasets
 
 from .cleaning import chunk_paragraphs, clean_text, repair_libru_quirks, _shingles
 from .errors import CorpusError
+from .manifest import source_record, split_stats_arrow
 from .text_files import find_text_files, read_text_file
 
 logger = logging.getLogger(__name__)
@@ -59,8 +63,6 @@ def stream_documents(files: list[Path], *, min_chars: int, max_doc_chars: int, s
 
 def _overlapping(shingles: list[set[int]], min_share: float) -> set[int]:
     """Indices of documents sharing `min_share` of their sampled 8-grams with another (cleaning.overlapping_documents)."""
-    from collections import Counter
-
     seen_in = Counter(h for sample in shingles for h in sample)
     return {i for i, sample in enumerate(shingles)
             if sample and sum(seen_in[h] > 1 for h in sample) >= min_share * len(sample)}  # fmt: skip
@@ -68,10 +70,6 @@ def _overlapping(shingles: list[set[int]], min_share: float) -> set[int]:
 
 def build_corpus_streaming(args):
     """(DatasetDict, manifest) for `--source text` with `--streaming true`; see the module docstring."""
-    import datasets
-
-    from .builder import _source_record, _split_stats_arrow
-
     if args.source != "text":
         raise CorpusError(f"--streaming works with --source text (got --source {args.source}); "
                           "convert the corpus to .txt files, or drop --streaming")
@@ -124,10 +122,10 @@ def build_corpus_streaming(args):
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "arguments": dataclasses.asdict(args),
         "streamed": True,
-        "sources": [_source_record(p.name, str(p), p) for p in files],
+        "sources": [source_record(p.name, str(p), p) for p in files],
         "skipped_sources": [],
         "snapshot_fallback": None,
-        "splits": {name: _split_stats_arrow(split) for name, split in corpus.items()},
+        "splits": {name: split_stats_arrow(split) for name, split in corpus.items()},
         "rows_read": stats["rows_read"],
         "documents": n,
         "documents_per_source": stats["documents_per_source"],

@@ -1,5 +1,6 @@
-"""RopeGPT: a pre-norm GPT decoder with rotary position embeddings, in the order of transformers' modeling_llama.py
-(norm -> rotary -> attention -> MLP -> block -> PreTrainedModel -> Model -> ForCausalLM).
+"""RopeGPT: a pre-norm GPT decoder with rotary position embeddings, read top to bottom
+(norm -> rotary -> attention -> MLP -> block -> PreTrainedModel -> Model -> ForCausalLM; transformers'
+modeling_llama.py has the same order except that its MLP comes before attention).
 
     import modeling  # registers "ropegpt" with the Auto classes
     from transformers import AutoModelForCausalLM

@@ -24,7 +24,7 @@ import transformers  # noqa: E402
 from transformers import TrainerState  # noqa: E402
 
 import train_clm  # noqa: E402
-from training.run import CLMTrainer  # noqa: E402
+from training.trainer import CLMTrainer  # noqa: E402
 
 kind, _, arg = os.environ["FAULT"].partition(":")
 

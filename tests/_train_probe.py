@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train_clm  # noqa: E402
-from training.run import CLMTrainer  # noqa: E402
+from training.trainer import CLMTrainer  # noqa: E402
 
 steps: list[list[str]] = []
 original = CLMTrainer.training_step

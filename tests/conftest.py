@@ -19,7 +19,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Denormal floats (gradients of a model overfitting a batch) are ~100x slower on x86: one LSTM test took
-# 163 s with them and 0.6 s without. train_clm.py flushes them too (training/run.py: setup_process).
+# 163 s with them and 0.6 s without. train_clm.py flushes them too (training/script.py: setup_process).
 torch.set_flush_denormal(True)
 
 ROOT = Path(__file__).resolve().parents[1]

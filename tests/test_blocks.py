@@ -1,4 +1,4 @@
-"""Tests of corpora.blocks: no token lost, exact block lengths, the tail both ways, EOS, caching.
+"""Tests of training.blocks: no token lost, exact block lengths, the tail both ways, EOS, caching.
 
     .venv/bin/python -m pytest tests/test_blocks.py -q
 """
@@ -8,9 +8,9 @@ import logging
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
-import corpora.blocks as blocks_module
-from corpora.blocks import BlockStats, group_blocks, prepare_blocks, tokenize_dataset
+import training.blocks as blocks_module
 from tokenizer_training import train_tokenizer
+from training.blocks import BlockStats, group_blocks, prepare_blocks, tokenize_dataset
 
 DOCS = [
     "Первый документ.\nС новой строкой.",
@@ -94,7 +94,7 @@ def test_padded_tail(char_tok):
 def test_dropped_tail_is_logged(char_tok, caplog):
     tokenized = tokenize_dataset(Dataset.from_dict({"text": DOCS}), char_tok)
     total = sum(len(ids) for ids in tokenized["train"]["input_ids"])
-    with caplog.at_level(logging.WARNING, logger="corpora.blocks"):
+    with caplog.at_level(logging.WARNING, logger="training.blocks"):
         blocks = group_blocks(tokenized, 16, keep_tail=False, batch_size=2)["train"]
     assert len(blocks) == total // 16
     assert all(all(row["attention_mask"]) for row in blocks)

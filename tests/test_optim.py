@@ -12,7 +12,7 @@ from modeling import RopeGPTForCausalLM
 from test_modeling_ropegpt import random_ids, tiny_config
 from training.arguments import RunArguments
 from training.optim import MuonWithAdamW, hidden_matrix_parameters
-from training.run import CLMTrainer
+from training.trainer import CLMTrainer
 
 
 def names_of(model, params) -> set[str]:
@@ -148,7 +148,7 @@ def test_muon_update_is_orthogonalised():
 
 
 def test_document_masking_collator_restarts_positions_after_every_eos():
-    from training.run import DocumentMaskingCollator
+    from training.trainer import DocumentMaskingCollator
 
     eos = 3
     blocks = [{"input_ids": torch.tensor([5, 6, 3, 7, 8, 9, 3, 4]), "attention_mask": torch.ones(8),
@@ -161,7 +161,7 @@ def test_document_masking_collator_restarts_positions_after_every_eos():
 
 
 def test_document_masking_batch_gives_each_document_its_own_logits():
-    from training.run import DocumentMaskingCollator
+    from training.trainer import DocumentMaskingCollator
 
     torch.manual_seed(0)
     model = RopeGPTForCausalLM(tiny_config(initializer_range=0.3)).eval()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import publishing
 import push_to_hub
 from generate import generate_texts, load_model
 from tests.hub_double import hub_double  # noqa: F401  (the fixture)
@@ -64,7 +65,7 @@ def front_matter(readme: str) -> dict:
 
 
 def test_export_is_the_allowlist_with_a_card(run_dir, tmp_path):
-    export = push_to_hub.export_model(run_dir, tmp_path / "export", REPO)
+    export = publishing.export_model(run_dir, tmp_path / "export", REPO)
     assert sorted(p.name for p in export.iterdir()) == EXPECTED_FILES
     assert "hf_SECRET" not in (export / "training_args.json").read_text()
     assert json.loads((export / "training_args.json").read_text())["TrainingArguments"]["hub_token"] == "<redacted>"
@@ -78,8 +79,8 @@ def test_export_is_the_allowlist_with_a_card(run_dir, tmp_path):
     assert metrics == {"perplexity": 334.5678, "bits_per_byte": 2.4567}
     assert f'pipeline("text-generation", model="{REPO}", trust_remote_code=True)' in readme
     assert f"{PROMPT} умер" in readme and "smert_ivana_ilicha" in readme  # samples and manifest summary
-    with pytest.raises(push_to_hub.PushError, match="not empty"):
-        push_to_hub.export_model(run_dir, export, REPO)
+    with pytest.raises(publishing.PushError, match="not empty"):
+        publishing.export_model(run_dir, export, REPO)
 
 
 def test_card_metadata_for_a_tatar_fine_tune(run_dir, tmp_path):
@@ -92,10 +93,10 @@ def test_card_metadata_for_a_tatar_fine_tune(run_dir, tmp_path):
     for name in ("config.json", "model.safetensors", "metrics.json"):
         (folder / name).write_bytes((run_dir / name).read_bytes())
     (folder / "run_args.json").write_text(json.dumps(run_args))
-    meta = push_to_hub.build_model_card(folder, REPO).data.to_dict()
+    meta = publishing.build_model_card(folder, REPO).data.to_dict()
     assert meta["language"] == ["tt"] and "tatar" in meta["tags"]
     assert meta["base_model"] == "ai-forever/rugpt3small_based_on_gpt2"
-    assert push_to_hub.detect_languages(folder, {"RunArguments": {"sample_prompts": ["Казан шәһәре"]}}, None) == ["tt"]
+    assert publishing.detect_languages(folder, {"RunArguments": {"sample_prompts": ["Казан шәһәре"]}}, None) == ["tt"]
 
 
 def test_bad_inputs_are_one_line_errors(run_dir, tmp_path, capsys):

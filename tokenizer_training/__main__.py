@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+from datasets import DatasetDict, load_from_disk
 from transformers import HfArgumentParser
 
 from .train import export_json, tokenizer_stats, train_tokenizer
@@ -47,8 +48,6 @@ class UsageError(Exception):
 
 def load_splits(dataset_dir: str, text_column: str):
     """Load the DatasetDict at `dataset_dir`, checking it has a `train` split with `text_column`."""
-    from datasets import DatasetDict, load_from_disk
-
     if not Path(dataset_dir).is_dir():
         raise UsageError(f"--dataset_dir {dataset_dir} does not exist (build one with `python -m corpora`)")
     try:

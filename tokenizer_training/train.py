@@ -10,7 +10,7 @@ From Python:
 
 Every kind has the same special tokens with the same ids, so configs can rely on them:
 `<pad>`=0, `<unk>`=1, `<bos>`=2, `<eos>`=3. The tokenizer adds none of them by itself (no post-processor):
-`corpora.blocks` puts `<eos>` between documents, and generation starts from plain text.
+`training.blocks` puts `<eos>` between documents, and generation starts from plain text.
 
 The three kinds:
 - `bpe`: byte-level BPE (GPT-2 pre-tokenizer regex, ByteLevel decoder, all 256 bytes in the initial
@@ -38,6 +38,7 @@ import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -76,8 +77,6 @@ def dataset_texts(dataset, *, max_bytes: int | None = None, seed: int = 0, text_
     `max_bytes`, a seeded sample: documents in a random order (`seed`) until about `max_bytes` UTF-8 bytes
     have been given; a BPE vocabulary learnt from a few hundred megabytes is as good as one from all.
     """
-    import pyarrow.compute as pc
-
     source = dataset if max_bytes is None else dataset.shuffle(seed=seed)
     given = 0
     for batch in source.with_format("arrow").select_columns([text_column]).iter(batch_size=batch_size):

@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments
+
+from .checkpoints import is_complete_checkpoint
+from .errors import ArgumentsError
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = ROOT / "recipes"
@@ -47,10 +51,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "logging_nan_inf_filter": False,
     "ddp_find_unused_parameters": False,
 }
-
-
-class ArgumentsError(ValueError):
-    """A bad argument or recipe: the message is one line naming it and what to do."""
 
 
 @dataclass
@@ -289,13 +289,11 @@ def adapt_to_cpu(words: list[str]) -> list[str]:
     """`words` adjusted for a machine without a GPU: fp16/bf16 off (with a warning), CPU ranks joined, no pinning.
 
     Trainer silently trains in float32 when --fp16 is given on a CPU, and refuses --bf16 there with an
-    error that names neither the flag's origin nor a fix (DESIGN.md). Turning them off here, loudly, lets
+    error that names neither the flag's origin nor a fix. Turning them off here, loudly, lets
     one recipe serve a laptop check and the GPU run it was written for. And under `accelerate launch` with
     several CPU processes, Trainer only joins them into one gloo world when told `use_cpu`; without it each
     process would silently train alone on all the data.
     """
-    import torch
-
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         return words
     # Pinned memory only speeds up copies to a GPU; without one every DataLoader warns about it.
@@ -386,8 +384,6 @@ def validate_arguments(data_args: DataArguments, training_args: TrainingArgument
             f"`python -m corpora ... --output_dir {data_args.dataset_dir}`"
         )
     if t.resume_from_checkpoint and t.resume_from_checkpoint != "auto":
-        from .checkpoints import is_complete_checkpoint
-
         if not is_complete_checkpoint(Path(t.resume_from_checkpoint)):
             raise ArgumentsError(
                 f"--resume_from_checkpoint {t.resume_from_checkpoint} is not a complete checkpoint folder: "
@@ -412,8 +408,6 @@ def validate_run_arguments(run_args: RunArguments, model_type: str | None) -> No
 
 def load_tokenizer_dir(path: str):
     """The tokenizer saved in `path`, or a one-line error when the folder holds none."""
-    from transformers import AutoTokenizer
-
     folder = Path(path)
     if not folder.is_dir():
         raise ArgumentsError(f"--tokenizer_dir {path} does not exist: give a folder written by save_pretrained")
@@ -427,3 +421,11 @@ def load_tokenizer_dir(path: str):
     except (OSError, ValueError, TypeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArgumentsError(f"--tokenizer_dir {path} could not be loaded ({first})") from None
+
+
+def describe_args(*instances) -> dict:
+    """All resolved arguments as one JSON-able dict, per dataclass (what run_args.json holds)."""
+    out = {}
+    for inst in instances:
+        out[type(inst).__name__] = inst.to_dict() if hasattr(inst, "to_dict") else dataclasses.asdict(inst)
+    return out

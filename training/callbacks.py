@@ -11,6 +11,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
+from .sampling import pad_token_id, sampling_settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,10 +49,8 @@ def sample_continuations(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_new_tokens,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else None,
-                top_k=50 if temperature > 0 else None,
-                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                pad_token_id=pad_token_id(tokenizer),
+                **sampling_settings(greedy=temperature <= 0, temperature=temperature, top_k=50),
             )
             outputs.append(prompt + decode_whole_characters(tokenizer, out[0, ids.shape[1] :].tolist()))
     model.train(was_training)

@@ -7,6 +7,8 @@ import logging
 import re
 from pathlib import Path
 
+from .errors import ArgumentsError
+
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -59,8 +61,6 @@ def resolve_resume(value: str | None, output_dir: str | Path) -> str | None:
         return str(found) if found else None
     path = Path(value)
     if not is_complete_checkpoint(path):
-        from .arguments import ArgumentsError
-
         raise ArgumentsError(
             f"--resume_from_checkpoint {value} is not a complete checkpoint folder: use 'auto' or another checkpoint"
         )

@@ -7,7 +7,7 @@ Muon (momentum, then the update orthogonalised by Newton-Schulz iterations: `tor
 (embeddings, the head, norms, biases) with AdamW, which Muon cannot handle. Trainer expects one optimizer object,
 so `MuonWithAdamW` holds both and shows their parameter groups as its own: Trainer's learning-rate schedule scales
 every group, gradient clipping, DDP, checkpoints and resume (`state_dict`/`load_state_dict`) work unchanged.
-`CLMTrainer.create_optimizer` (training/run.py) builds it, through the hook Trainer documents for that.
+`CLMTrainer.create_optimizer` (training/trainer.py) builds it, through the hook Trainer documents for that.
 """
 
 from __future__ import annotations

@@ -25,8 +25,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .arguments import ArgumentsError
-from .checkpoints import _CHECKPOINT, find_resumable_checkpoint, is_complete_checkpoint
+from .checkpoints import (
+    _CHECKPOINT,
+    IncompleteModelError,
+    check_model_folder,
+    find_resumable_checkpoint,
+    is_complete_checkpoint,
+)
+from .errors import ArgumentsError
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +163,6 @@ def finished_step(output_dir: Path, max_steps: int, resume: str) -> int | None:
 
 def final_model_complete(output_dir: Path, step: int) -> bool:
     """True when OUTPUT_DIR holds the finished model of step `step` (its metrics.json names that step)."""
-    from .checkpoints import IncompleteModelError, check_model_folder
-
     try:
         metrics = json.loads((output_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
         check_model_folder(output_dir)

@@ -1,6 +1,6 @@
 """Turn a DatasetDict of documents into fixed-length causal-LM training blocks, losing no token.
 
-    from corpora.blocks import prepare_blocks
+    from training.blocks import prepare_blocks
     blocks, stats = prepare_blocks(load_from_disk("data/tolstoy"), tokenizer, block_size=256)
     stats["validation"].bytes          # UTF-8 bytes of the text: bits per byte = nats / ln 2 / bytes
 
