@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import psutil
 import torch
 import transformers
 from transformers import Trainer, TrainingArguments, set_seed
@@ -30,6 +31,8 @@ from .hub_push import push_at_end, take_over_hub_push
 from .loop import RunInterrupted, train_and_save
 from .outputs import claimed_output_dir, disk_full_message
 from .trainer import TrainingDivergedError, build_trainer
+
+logger = logging.getLogger(__name__)
 
 # What a user can fix: printed as one line (no traceback) by the scripts, exit code 2.
 USER_ERRORS = (ArgumentsError, CorpusError, TrainingDivergedError, PushError, UploadError)
@@ -117,6 +120,35 @@ def setup_process(training_args: TrainingArguments) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout)
     transformers.utils.logging.set_verbosity(level)
     datasets.utils.logging.set_verbosity(logging.WARNING)
+    threads = withheld_cpu_threads()
+    if threads:
+        torch.set_num_threads(threads)
+        logger.info("accelerate launch gave this lone CPU process 1 thread (its default without --cpu or a config): "
+                    "training on %d cores (--num_cpu_threads_per_process N chooses)", threads)  # fmt: skip
+
+
+def withheld_cpu_threads() -> int | None:
+    """The physical core count, when `accelerate launch` pinned a single CPU process to 1 thread by default.
+
+    Without `--cpu` or a config file, accelerate launches with OMP_NUM_THREADS=1, so `accelerate launch
+    train_clm.py` trained on one core of a laptop's several. Only that case is undone: one process, no GPU,
+    OMP_NUM_THREADS absent from the launcher's own environment and no --num_cpu_threads_per_process given.
+    """
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    if os.environ.get("OMP_NUM_THREADS") != "1" or "ACCELERATE_MIXED_PRECISION" not in os.environ:
+        return None
+    try:
+        launcher = psutil.Process().parent()
+        words, launcher_env = launcher.cmdline(), launcher.environ()
+    except (psutil.Error, OSError):
+        return None
+    if not any("accelerate" in word for word in words[:3]) or "OMP_NUM_THREADS" in launcher_env:
+        return None
+    if any(word.startswith("--num_cpu_threads_per_process") for word in words):
+        return None
+    cores = psutil.cpu_count(logical=False) or 1
+    return cores if cores > 1 else None
 
 
 def interrupted_lines(program: str, error: RunInterrupted, argv: list[str]) -> str:
