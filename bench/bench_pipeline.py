@@ -24,9 +24,14 @@ word-level Markov text (word bigrams) from the shared Tolstoy and Tatar books, i
 runs in a fresh child process, as a user would: `python -m corpora --source text --streaming true` (documents
 streamed through cleaning into Arrow files on disk), a BPE tokenizer trained on a seeded sample
 (`--tokenizer_sample_bytes`, default 50 MB), then tokenization with `num_proc` = CPUs and grouping into
-blocks. It prints seconds per stage, seconds per 100 MB and the peak RSS of the main process and of the
-largest worker. Targets: time linear in size (seconds per MB of the largest within 1.5x of the smallest's) and
-peak RSS <= 3 GB at 1 GB.
+blocks. It prints seconds per stage, seconds per 100 MB, and memory: the peaks over the run of the summed
+RSS, PSS and anonymous PSS of the child and all its descendants (the `num_proc` workers), sampled every
+0.1 s and also shown per stage (see `TreeRSS`; the RSS sum counts pages shared after the fork once per
+process, an upper bound; PSS shares them out; its anonymous part leaves out the memory-mapped Arrow
+files, page cache the kernel can drop). Beside them the exact per-process peaks (`ru_maxrss`) of the main process and
+of the largest worker, and the 1-minute load average before and after each size. `--json` writes the rows.
+Targets: time linear in size (seconds per MB of the largest within 1.5x of the smallest's) and the summed
+RSS <= 3 GB at 1 GB.
 """
 
 import argparse
@@ -194,33 +199,122 @@ def markov_corpus(out_dir: Path, n_bytes: int, seed: int = 0) -> Path:
     return out_dir
 
 
+class TreeRSS:
+    """Peak resident memory of this process and all its descendants together (the `num_proc` workers).
+
+    A thread lists the process tree (psutil, which accelerate installs) every `interval` seconds, reads
+    each process's /proc/PID/smaps_rollup and keeps the peaks per stage of three sums: RSS, which counts a
+    page shared by several processes (copy-on-write after the fork, memory-mapped Arrow files read by
+    several workers) once per process and so errs on the high side; PSS, which shares such a page out
+    among them; and the anonymous part of PSS (the heap: what the kernel cannot drop and read again). PSS
+    less its anonymous part is mostly the memory-mapped Arrow files, page cache that the kernel reclaims
+    under pressure. `ru_maxrss` gives exact but per-process peaks (RUSAGE_CHILDREN: the largest single
+    worker that has ended).
+    """
+
+    def __init__(self, interval: float = 0.1):
+        import threading
+
+        import psutil
+
+        self.process, self.interval, self.stage = psutil.Process(), interval, None
+        self.rss, self.pss, self.anon = {}, {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        rss = pss = anon = 0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            try:  # a fraction of a millisecond
+                rollup = Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines()[1:]
+            except OSError:  # a worker that ended between the listing and the read
+                continue
+            kib = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in rollup}
+            rss, pss, anon = rss + kib["Rss"], pss + kib["Pss"], anon + kib["Pss_Anon"]
+        if self.stage is not None:
+            for peaks, value in ((self.rss, rss), (self.pss, pss), (self.anon, anon)):
+                peaks[self.stage] = max(peaks.get(self.stage, 0), value)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def enter(self, stage: str) -> None:
+        self.sample()
+        self.stage = stage
+        self.sample()
+
+    def close(self) -> tuple[dict, dict, dict]:
+        self.sample()
+        self._stop.set()
+        self._thread.join()
+        return self.rss, self.pss, self.anon
+
+
 def scale_child(inputs: Path, work: Path, vocab_size: int, block_size: int, sample_bytes: int) -> dict:
-    """One size, in this (fresh) process: corpus, tokenizer, blocks; seconds per stage and peak RSS in bytes."""
+    """One size, in this (fresh) process: corpus, tokenizer, tokenize, group; seconds and peak memory per stage."""
+    import json
     import resource
 
+    import pyarrow.compute as pc
+
     from corpora import load_corpus
-    from training.blocks import prepare_blocks
     from tokenizer_training import dataset_texts
 
-    times = {}
-    start = time.perf_counter()
+    def maxrss() -> dict:
+        kib = 1024  # ru_maxrss is in KiB on Linux
+        now = rss.process.memory_info()
+        return {"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
+                "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib,
+                "main_now": now.rss, "main_now_file": now.shared}
+
+    rss = TreeRSS()
+    times, maxrss_after = {}, {}
+
+    def stage(name: str, fn):
+        rss.enter(name)
+        start = time.perf_counter()
+        result = fn()
+        times[name] = time.perf_counter() - start
+        rss.sample()
+        maxrss_after[name] = maxrss()
+        with open(work / "stages.jsonl", "a") as progress:  # a long run's progress, to read while it runs
+            print(json.dumps({"stage": name, "seconds": times[name], "rss": rss.rss, "pss": rss.pss,
+                              "anon": rss.anon, "maxrss": maxrss_after[name]}), file=progress, flush=True)
+        return result
+
     args = CorpusArguments(source="text", inputs=[str(inputs)], output_dir=str(work / "corpus"), streaming=True)
-    dd = load_corpus(prepare_corpus(args))
-    times["corpus"] = time.perf_counter() - start
-    start = time.perf_counter()
-    tokenizer = train_tokenizer(dataset_texts(dd["train"], max_bytes=sample_bytes), "bpe", vocab_size)
-    times["tokenizer"] = time.perf_counter() - start
-    start = time.perf_counter()
-    _, stats = prepare_blocks(dd, tokenizer, block_size, num_proc=os.cpu_count())
-    times["blocks"] = time.perf_counter() - start
-    kib = 1024  # ru_maxrss is in KiB on Linux
-    return {"times": times, "bytes": sum(s.bytes for s in stats.values()),
-            "rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
-            "rss_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib}
+    dd = stage("corpus", lambda: load_corpus(prepare_corpus(args)))
+    tokenizer = stage("tokenizer", lambda: train_tokenizer(dataset_texts(dd["train"], max_bytes=sample_bytes),
+                                                           "bpe", vocab_size))
+    tokenized = stage("tokenize", lambda: tokenize_dataset(dd, tokenizer, num_proc=os.cpu_count()))
+    blocks = stage("group", lambda: group_blocks(tokenized, block_size, pad_token_id=tokenizer.pad_token_id))
+    rss_peaks, pss_peaks, anon_peaks = rss.close()
+    arrow = {name: split.with_format("arrow") for name, split in tokenized.items()}
+    return {"times": times, "rss_tree": rss_peaks, "pss_tree": pss_peaks, "anon_tree": anon_peaks,
+            "maxrss_after": maxrss_after,
+            "rss_main": maxrss_after["group"]["main"], "rss_workers": maxrss_after["group"]["worker"],
+            "bytes": sum(int(pc.sum(t["num_bytes"]).as_py() or 0) for t in arrow.values()),
+            "tokens": sum(int(pc.sum(pc.list_value_length(t["input_ids"])).as_py() or 0) for t in arrow.values()),
+            "documents": sum(len(t) for t in arrow.values()), "blocks": sum(len(b) for b in blocks.values())}
+
+
+def cpu_model() -> str:
+    """The processor's model name (lscpu's "Model name"), or the machine type where /proc/cpuinfo has none."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def run_scale(sizes: list[int], vocab_size: int, block_size: int, sample_bytes: int) -> list[dict]:
-    """Generate each size, measure it in a child process, print the table; returns the rows."""
+    """Generate each size, measure it in a child process, print the tables; returns the rows."""
     import json
     import subprocess
 
@@ -230,6 +324,7 @@ def run_scale(sizes: list[int], vocab_size: int, block_size: int, sample_bytes: 
         start = time.perf_counter()
         inputs = markov_corpus(work / "txt", n_bytes)
         generated = time.perf_counter() - start
+        load_before = os.getloadavg()[0]
         child = subprocess.run(
             [sys.executable, __file__, "--_scale_child", str(inputs), str(work), "--vocab_size", str(vocab_size),
              "--block_size", str(block_size), "--tokenizer_sample_bytes", str(sample_bytes)],
@@ -238,32 +333,51 @@ def run_scale(sizes: list[int], vocab_size: int, block_size: int, sample_bytes: 
         if child.returncode != 0:
             sys.exit(f"error: the {n_bytes / 1e6:.0f} MB run failed: {child.stderr.strip().splitlines()[-1:]}")
         row = json.loads(child.stdout.strip().splitlines()[-1])
-        row.update(size=n_bytes, generated_s=generated)
+        t = row["times"]
+        row.update(name=f"{n_bytes / 1e6:.0f} MB", size=n_bytes, generated_s=generated, total_s=sum(t.values()),
+                   rss_peak=max(row["rss_tree"].values()),
+                   pss_peak=max(row["pss_tree"].values()), anon_peak=max(row["anon_tree"].values()),
+                   load_before=load_before, load_after=os.getloadavg()[0])
         rows.append(row)
+        print(f"{row['name']}: {row['total_s']:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in t.items())}), "
+              f"peak RSS {row['rss_peak'] / 1e9:.2f} GB (PSS {row['pss_peak'] / 1e9:.2f}, "
+              f"anonymous {row['anon_peak'] / 1e9:.2f}), "
+              f"load {load_before:.2f} -> {row['load_after']:.2f}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{os.cpu_count()} CPUs, word-bigram Markov text from {', '.join(p.name for p in SCALE_SOURCES)}; "
-          f"BPE {vocab_size} on a {sample_bytes / 1e6:.0f} MB sample, block {block_size}, num_proc {os.cpu_count()}")
-    print("\n| corpus | corpus s | tokenizer s | tokenize + group s | total s | s per 100 MB | peak RSS main GB "
-          "| peak RSS worker GB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n{os.cpu_count()} CPUs ({cpu_model()}), word-bigram Markov text from "
+          f"{', '.join(p.name for p in SCALE_SOURCES)}; BPE {vocab_size} on a {sample_bytes / 1e6:.0f} MB sample, "
+          f"block {block_size}, tokenize num_proc {os.cpu_count()}; load average (1 min) before -> after each size")
+    print("\n| corpus | corpus s | tokenizer s | tokenize s | tokenize MB/s | group s | total s | s per 100 MB "
+          "| peak RSS all processes GB | peak PSS GB | peak anonymous PSS GB | peak RSS main GB "
+          "| peak RSS largest worker GB | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         t = row["times"]
-        total = sum(t.values())
-        print(f"| {row['size'] / 1e6:.0f} MB | {t['corpus']:.1f} | {t['tokenizer']:.1f} | {t['blocks']:.1f} | "
-              f"{total:.1f} | {total / row['size'] * 1e8:.1f} | {row['rss_main'] / 1e9:.2f} | {row['rss_workers'] / 1e9:.2f} |")
-    per_mb = [sum(r["times"].values()) / r["size"] for r in rows]
+        print(f"| {row['name']} | {t['corpus']:.1f} | {t['tokenizer']:.1f} | {t['tokenize']:.1f} | "
+              f"{row['bytes'] / 1e6 / t['tokenize']:.1f} | {t['group']:.1f} | {row['total_s']:.1f} | "
+              f"{row['total_s'] / row['size'] * 1e8:.1f} | {row['rss_peak'] / 1e9:.2f} | {row['pss_peak'] / 1e9:.2f} | "
+              f"{row['anon_peak'] / 1e9:.2f} | {row['rss_main'] / 1e9:.2f} | "
+              f"{row['rss_workers'] / 1e9:.2f} | {row['load_before']:.2f} -> {row['load_after']:.2f} |")
+    stages = list(rows[0]["times"])
+    print("\n| corpus | " + " | ".join(f"{s}: peak RSS / PSS / anonymous, all processes, GB" for s in stages) + " |")
+    print("|---|" + "---|" * len(stages))
+    for row in rows:
+        cells = (" / ".join(f"{row[k].get(s, 0) / 1e9:.2f}" for k in ("rss_tree", "pss_tree", "anon_tree"))
+                 for s in stages)
+        print(f"| {row['name']} | " + " | ".join(cells) + " |")
+    per_mb = [r["total_s"] / r["size"] for r in rows]
     print("\n| target | measured | met |")
     print("|---|---|---|")
     if len(rows) > 1:
         ratio = per_mb[-1] / per_mb[0]
-        print(f"| time linear: s/MB at {rows[-1]['size'] / 1e6:.0f} MB within 1.5x of {rows[0]['size'] / 1e6:.0f} MB "
+        print(f"| time linear: s/MB at {rows[-1]['name']} within 1.5x of {rows[0]['name']} "
               f"| {ratio:.2f}x | {'yes' if ratio <= 1.5 else 'NO'} |")
     big = [r for r in rows if r["size"] >= 10**9]
     if big:
-        peak = max(big[0]["rss_main"], big[0]["rss_workers"]) / 1e9
-        print(f"| peak RSS <= 3 GB at 1 GB | {peak:.2f} GB | {'yes' if peak <= 3 else 'NO'} |")
+        peak = big[0]["rss_peak"] / 1e9
+        print(f"| peak RSS (all processes) <= 3 GB at 1 GB | {peak:.2f} GB | {'yes' if peak <= 3 else 'NO'} |")
     else:
-        print("| peak RSS <= 3 GB at 1 GB | not measured (no 1GB size given) | - |")
+        print("| peak RSS (all processes) <= 3 GB at 1 GB | not measured (no 1GB size given) | - |")
     return rows
 
 
@@ -294,7 +408,9 @@ def main() -> None:
         return
     if args.scale:
         try:
-            run_scale(args.scale, args.vocab_size, args.block_size, args.tokenizer_sample_bytes)
+            rows = run_scale(args.scale, args.vocab_size, args.block_size, args.tokenizer_sample_bytes)
+            if args.json:
+                write_rows(args.json, [{**row, "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")} for row in rows])
         finally:
             shutil.rmtree(_TMP, ignore_errors=True)
         return

@@ -264,13 +264,29 @@ def test_tatar_split_holds_out_a_whole_book_and_the_tail_of_every_other(corpora_
 
 
 @pytest.mark.slow
-def test_bench_pipeline_scale_runs_10_mb_through_the_streaming_pipeline(corpora_dir):
+def test_bench_pipeline_scale_runs_10_mb_through_the_streaming_pipeline(corpora_dir, tmp_path):
     """CI runs the --scale path at 10 MB only; 100 MB and 1 GB are for a quiet machine (bench/RESULTS.md)."""
-    lines = run_bench("bench/bench_pipeline.py", "--scale", "10MB", "--vocab_size", "1024", timeout=600)
+    lines = run_bench("bench/bench_pipeline.py", "--scale", "10MB", "--vocab_size", "1024",
+                      "--json", str(tmp_path / "scale.json"), timeout=600)  # fmt: skip
     row = next(line for line in lines if line.startswith("| 10 MB |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 8 and all(float(c) > 0 for c in cells[1:])
-    assert float(cells[6]) < 2.0  # peak RSS of the main process, GB: imports and a 10 MB corpus, not more
+    assert len(cells) == 14 and all(float(cells[i]) > 0 for i in (1, 2, 3, 6, 7, 8, 9, 10, 11, 12))
+    rss_all, pss_all, anon_all = (float(c) for c in cells[8:11])
+    assert anon_all <= pss_all <= rss_all  # RSS counts shared pages in every process, PSS once, anonymous less files
+    assert rss_all < 3.0  # GB: imports and a 10 MB corpus, far from the 3 GB allowed at 1 GB
+    [scale] = json.loads((tmp_path / "scale.json").read_text())
+    assert scale["size"] == 10**7 and set(scale["times"]) == {"corpus", "tokenizer", "tokenize", "group"}
+    assert scale["bytes"] > 9e6 and scale["tokens"] > 0 and scale["blocks"] >= scale["tokens"] // 256
+
+
+def test_scale_peak_memory_counts_the_worker_processes():
+    """The --scale peak is the whole process tree's: a child holding 300 MB is in it (num_proc workers are)."""
+    bench = load_bench("bench_pipeline")
+    rss = bench.TreeRSS(interval=0.05)
+    rss.enter("work")
+    subprocess.run([sys.executable, "-c", "import time; held = b'x' * 300_000_000; time.sleep(1.0)"], check=True)
+    peaks_rss, peaks_pss, peaks_anon = rss.close()
+    assert peaks_rss["work"] > 300e6 and peaks_pss["work"] > 300e6 and peaks_anon["work"] > 300e6
 
 
 def test_markov_corpus_has_the_size_asked_in_files_of_a_fixed_size(tmp_path, corpora_dir, monkeypatch):

@@ -64,6 +64,30 @@ def test_tokenize_appends_eos_after_every_document_and_drops_other_columns(char_
     assert without["input_ids"][:] == [ids[:-1] for ids in _expected_ids(char_tok, DOCS)]
 
 
+def test_map_batches_are_bounded_in_bytes_so_long_documents_do_not_fill_memory(char_tok, monkeypatch):
+    """Documents of 20,000 characters in batches of 1000 made 35 MB batches (a gigabyte per tokenize worker)."""
+    long_docs = Dataset.from_dict({"text": ["слово " * 2000] * 40})  # 40 documents of 22 KB
+    assert blocks_module.rows_per_batch(long_docs, "text", 100_000, 1000) == 4
+    assert blocks_module.rows_per_batch(long_docs, "text", 10**9, 1000) == 1000  # short documents: the row cap
+    assert blocks_module.rows_per_batch(long_docs, "text", 1, 1000) == 1
+    assert blocks_module.rows_per_batch(long_docs.select([]), "text", 100_000, 1000) == 1000
+    expected = tokenize_dataset(long_docs, char_tok, batch_size=1000)["train"]["input_ids"][:]
+    seen = []
+    original = blocks_module._tokenize_batch
+
+    def counted(table, **kwargs):
+        seen.append(len(table))
+        return original(table, **kwargs)
+
+    monkeypatch.setattr(blocks_module, "_tokenize_batch", counted)
+    monkeypatch.setattr(blocks_module, "TOKENIZE_BATCH_BYTES", 100_000)
+    tokenized = tokenize_dataset(long_docs, char_tok)["train"]
+    assert max(seen) == 4 and tokenized["input_ids"][:] == expected  # smaller batches, the same ids
+    monkeypatch.setattr(blocks_module, "GROUP_BATCH_BYTES", 100_000)
+    blocks = group_blocks(tokenized, 64)["train"]
+    assert _real_tokens(blocks) == [t for ids in expected for t in ids]
+
+
 @pytest.mark.parametrize("block_size", [1, 7, 16, 64])
 @pytest.mark.parametrize("batch_size", [1, 2, 1000])
 def test_group_loses_no_token_across_batches(char_tok, block_size, batch_size):

@@ -48,6 +48,11 @@ LABEL_IGNORE = -100
 
 TOKENIZED_FEATURES = Features({"input_ids": List(Value("int32")), "num_bytes": Value("int64")})
 
+# Map batches are bounded in bytes as well as rows: a row count alone lets documents of 20,000 characters make
+# batches of 35 MB of text, which the tokenizer's encodings and the id lists turn into a gigabyte per worker.
+TOKENIZE_BATCH_BYTES = 4_000_000  # UTF-8 text per tokenize batch (at most 1000 documents)
+GROUP_BATCH_BYTES = 32_000_000  # token ids per group batch (at most 10,000 documents)
+
 
 @dataclass
 class BlockStats:
@@ -72,6 +77,19 @@ def _empty(features: Features) -> Dataset:
     return Dataset.from_dict({key: [] for key in features}, features=features)
 
 
+def rows_per_batch(split: Dataset, column: str, target_bytes: int, max_rows: int) -> int:
+    """Rows of `split` per map batch so that a batch holds about `target_bytes` of `column` (1 to `max_rows`).
+
+    The mean row size comes from the Arrow buffers' sizes (no data is read), over the table under any
+    `select`, which is as representative as the selection.
+    """
+    table = split.data
+    if table.num_rows == 0:
+        return max_rows
+    mean = table.column(column).nbytes / table.num_rows
+    return int(min(max_rows, max(1, target_bytes // max(mean, 1))))
+
+
 def _tokenize_batch(table: pa.Table, *, tokenizer, text_column: str, eos_id: int | None) -> pa.Table:
     """Token ids (+ `<eos>`) and UTF-8 byte counts of one Arrow batch of documents."""
     texts = table.column(text_column)
@@ -91,14 +109,16 @@ def tokenize_dataset(
     add_eos: bool = True,
     num_proc: int | None = None,
     text_column: str = "text",
-    batch_size: int = 1000,
+    batch_size: int | None = None,
 ) -> DatasetDict:
     """Tokenize the `text_column` of every split with a batched, cached `map`.
 
     Returns a DatasetDict (a lone Dataset is treated as split "train") whose rows are the documents, with
     columns `input_ids` (int32; `<eos>` appended when `add_eos`) and `num_bytes`; the original columns are
     removed. `num_proc` > 1 runs the map in worker processes (the Rust tokenizer already uses both cores
-    of a small machine through its own threads, so the default None is usually as fast).
+    of a small machine through its own threads, so the default None is usually as fast). `batch_size`
+    (documents per map batch) defaults to about `TOKENIZE_BATCH_BYTES` of text and at most 1000 documents,
+    which bounds each process's memory whatever the corpus size; it does not change the output.
     """
     dd = _splits(dd)
     if add_eos and tokenizer.eos_token_id is None:
@@ -124,7 +144,7 @@ def tokenize_dataset(
             .map(
                 _tokenize_batch,
                 batched=True,
-                batch_size=batch_size,
+                batch_size=batch_size or rows_per_batch(split, text_column, TOKENIZE_BATCH_BYTES, 1000),
                 remove_columns=split.column_names,
                 fn_kwargs={"tokenizer": tokenizer, "text_column": text_column, "eos_id": eos_id},
                 features=TOKENIZED_FEATURES,
@@ -193,7 +213,7 @@ def group_blocks(
     *,
     keep_tail: bool = True,
     pad_token_id: int = 0,
-    batch_size: int = 10_000,
+    batch_size: int | None = None,
 ) -> DatasetDict:
     """Concatenate each split's `input_ids` and cut them into blocks of exactly `block_size` tokens.
 
@@ -202,7 +222,7 @@ def group_blocks(
     is special: padded into one more block when `keep_tail` (pad_token_id, attention_mask 0, labels -100),
     else dropped with a logged count. A split with fewer tokens than one block gives one padded block or
     none. Cached like `tokenize_dataset`; `batch_size` (rows of documents per map batch) only trades memory
-    for speed.
+    for speed: the default takes about `GROUP_BATCH_BYTES` of token ids and at most 10,000 documents.
     """
     if block_size < 1:
         raise ValueError(f"block_size={block_size} must be a positive number of tokens")
@@ -228,7 +248,7 @@ def group_blocks(
             .map(
                 grouper,
                 batched=True,
-                batch_size=batch_size,
+                batch_size=batch_size or rows_per_batch(split, "input_ids", GROUP_BATCH_BYTES, 10_000),
                 with_indices=True,
                 remove_columns=["input_ids"],
                 features=features,
