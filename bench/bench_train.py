@@ -7,8 +7,9 @@
 Target (the issue): training throughput through `train_clm.py` within 5% of a bare PyTorch loop over the
 same model and batches.
 
-Both sides train the same model (recipes/tolstoy_tiny.yaml: RopeGPT `tiny`, byte-level BPE 4096, blocks of
-128, batch 16, lr 2e-3 cosine, clip 1.0) from the same initial weights, on the same batches: the bare loop
+Both sides train the same model (recipes/tolstoy_tiny.yaml's: RopeGPT `tiny`, byte-level BPE 4096, blocks of
+128; batch 16, AdamW and cosine rather than the recipe's Muon and warm-up/stable/decay, so that the bare loop can
+rebuild Trainer's own optimizer; clip 1.0) from the same initial weights, on the same batches: the bare loop
 replays the batches that the Trainer's own train dataloader yields (collected once, untimed), so the
 comparison isolates what Trainer adds per step, data loading and collation included. The Trainer side is
 built exactly as train_clm.main builds it (training.arguments.parse_arguments → training.models.build_config/
@@ -74,7 +75,9 @@ def setup(args):
              "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
              "--report_to", "none", "--logging_steps", "100000", "--disable_tqdm", "true",
              "--dataloader_num_workers", "0", "--block_size", str(args.block),
-             "--per_device_train_batch_size", str(args.batch)]
+             "--per_device_train_batch_size", str(args.batch),
+             # the bare loop rebuilds Trainer's own optimizer and schedule: AdamW and cosine, not the recipe's Muon
+             "--optimizer", "adamw", "--lr_scheduler_type", "cosine", "--lr_scheduler_kwargs", "{}"]
     model_args, data_args, run_args, training_args, _ = parse_arguments(words)
     run_args.sample_prompts = []
     text = read_text_file(TEXT)

@@ -49,7 +49,9 @@ def test_recipe_then_command_line_override(tmp_path):
     assert recipe == DEFAULT_RECIPE
     assert training_args.max_steps == 7 and data_args.vocab_size == 1000
     assert model_args.preset == "tiny" and data_args.source == "tolstoy"  # from the recipe
-    assert training_args.lr_scheduler_type == "cosine"  # project default under the recipe
+    assert training_args.lr_scheduler_type == "warmup_stable_decay"  # the recipe's, over the project's cosine
+    assert training_args.lr_scheduler_kwargs["num_decay_steps"] == 0.4
+    assert training_args.max_grad_norm == 1.0  # project default under the recipe
     assert training_args.output_dir == str(tmp_path)
 
 
