@@ -81,11 +81,12 @@ from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback,
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from corpora import CorpusError, read_text_file  # noqa: E402
 from tokenizer_training import train_tokenizer  # noqa: E402
-from training.arguments import ModelArguments, dict_to_argv, load_recipe, parse_arguments  # noqa: E402
+from training.arguments import (  # noqa: E402
+    ModelArguments, dict_to_argv, load_recipe, parse_arguments, validate_arguments)
 from training.blocks import prepare_blocks  # noqa: E402
 from training.models import build_config, build_model  # noqa: E402
 from training.script import USER_ERRORS  # noqa: E402
-from training.trainer import build_trainer  # noqa: E402
+from training.trainer import build_trainer, decay_steps  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 TXT = CORPORA / "tolstoy" / "txt"
@@ -259,7 +260,7 @@ class TimeSchedule:
     warm-up over `warmup` steps, then cosine from 1 to `floor` or, with `decay_share`, a warm-up/stable/decay shape
     (1 until the last `decay_share` of the run, then `decay` ("linear", "cosine", "1-sqrt") down to `floor`)."""
 
-    def __init__(self, warmup: int, floor: float, progress, decay_share: float | None = None, decay: str = "linear"):
+    def __init__(self, warmup: int, floor: float, progress, decay_share: float | None = None, decay: str = "cosine"):
         self.warmup, self.floor, self.progress = warmup, floor, progress
         self.decay_share, self.decay = decay_share, decay
 
@@ -297,10 +298,9 @@ def schedule(training_args, warmup: int, progress, recipe_steps: int) -> TimeSch
     steps of the recipe's `recipe_steps`), floor (`min_lr_ratio`) and `decay_type`."""
     kwargs = training_args.lr_scheduler_kwargs or {}
     if training_args.lr_scheduler_type == "warmup_stable_decay":
-        decay = float(kwargs.get("num_decay_steps", 0.2))
-        share = decay if decay < 1 else decay / recipe_steps
+        share = min(1.0, decay_steps(kwargs, recipe_steps) / recipe_steps)
         return TimeSchedule(warmup, float(kwargs.get("min_lr_ratio", 0.0)), progress, share,
-                            kwargs.get("decay_type", "cosine"))  # fmt: skip
+                            **({"decay": kwargs["decay_type"]} if "decay_type" in kwargs else {}))  # fmt: skip
     if "min_lr_rate" in kwargs:
         floor = float(kwargs["min_lr_rate"])
     elif "min_lr" in kwargs:
@@ -310,6 +310,15 @@ def schedule(training_args, warmup: int, progress, recipe_steps: int) -> TimeSch
     return TimeSchedule(warmup, floor, progress)
 
 
+def model_arguments(name: str, ours_args: str, fixed: list[str] = ()) -> tuple:
+    """A model's (model, data, run, training) arguments, checked as train_clm.py checks them (validate_arguments),
+    so the bench refuses what the script refuses instead of guessing a default."""
+    model_args, data_args, run_args, training_args, _ = parse_arguments(
+        [*model_words(name, ours_args), *fixed], default_recipe=None)
+    validate_arguments(data_args, training_args, run_args, model_args.model_type)
+    return model_args, data_args, run_args, training_args
+
+
 def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> dict:
     """Train one model for the budget (or --max-steps) at `seed` and evaluate it; returns a row of the table."""
     out_dir = os.path.join(scratch_dir("ropegpt-bench-quality-"), f"{name}-{seed}")
@@ -317,8 +326,7 @@ def run_model(name: str, splits: DatasetDict, args, cache: dict, seed: int) -> d
              "--load_best_model_at_end", "false", "--report_to", "none", "--logging_steps", str(BIG),
              "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--per_device_eval_batch_size", "32",
              "--seed", str(seed)]
-    model_args, data_args, run_args, training_args, _ = parse_arguments(
-        [*model_words(name, args.ours_args), *fixed], default_recipe=None)
+    model_args, data_args, run_args, training_args = model_arguments(name, args.ours_args, fixed)
     run_args.sample_prompts = []  # no sampling at evaluation: it is not what we measure
     warmup = training_args.get_warmup_steps(args.max_steps or training_args.max_steps)
     recipe_steps, training_args.max_steps = training_args.max_steps, args.max_steps or BIG
@@ -471,6 +479,11 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     datasets.disable_progress_bars()
     names = [n for n in DEFAULT_ORDER if n in args.only] if args.only else DEFAULT_ORDER
+    try:  # every model's arguments, before an hour of training finds a bad one
+        for name in names:
+            model_arguments(name, args.ours_args)
+    except USER_ERRORS as e:
+        parser.error(str(e))
     corpus = LANGS[args.lang]
     load = os.getloadavg()[0]
     print(f"{corpus.label}; {torch.get_num_threads()} torch threads, load average {load:.2f} at start; "

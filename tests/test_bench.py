@@ -183,7 +183,9 @@ def test_bench_schedule_follows_the_recipe_on_the_bench_clock():
 
 
 @pytest.mark.parametrize("bad,says", [(["--seeds", "0,x"], "--seeds"), (["--seeds", "1,1"], "different seeds"),
-                                      (["--json", "."], "is a folder"), (["--lang", "xx"], "--lang")])
+                                      (["--json", "."], "is a folder"), (["--lang", "xx"], "--lang"),
+                                      (["--ours-args", "--lr_scheduler_kwargs {}"], "num_decay_steps"),
+                                      (["--only", "llama_same", "--ours-args", "--learning_rate 0"], "--learning_rate")])
 def test_bench_quality_bad_arguments_are_one_line_errors_before_any_training(bad, says, monkeypatch, capsys):
     bench_quality = load_bench("bench_quality")
     monkeypatch.setattr(sys, "argv", ["bench_quality.py", *bad])

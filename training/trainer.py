@@ -16,6 +16,14 @@ from .evaluation import TokenNLL, compute_metrics
 from .optim import MuonWithAdamW, param_groups
 
 
+def decay_steps(lr_scheduler_kwargs: dict, num_training_steps: int) -> int:
+    """warmup_stable_decay's decay length in steps of a run of `num_training_steps`: `num_decay_steps` below 1 is a
+    share of the run, as `warmup_steps` below 1 is (validate_arguments has refused a missing or non-positive one).
+    The one reading of the rule, for Trainer's scheduler and bench_quality's wall-clock schedule alike."""
+    decay = lr_scheduler_kwargs["num_decay_steps"]
+    return max(1, round(decay * num_training_steps)) if decay < 1 else int(decay)
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
 
@@ -58,11 +66,10 @@ class CLMTrainer(Trainer):
         """As Trainer's, except that warmup_stable_decay's `num_decay_steps` below 1 is a share of the run (as
         `warmup_steps` below 1 is), so a recipe's schedule fits whatever --max_steps it is given."""
         kwargs = self.args.lr_scheduler_kwargs or {}
-        decay = kwargs.get("num_decay_steps")
-        if self.args.lr_scheduler_type != "warmup_stable_decay" or not isinstance(decay, float) or decay >= 1:
+        if self.args.lr_scheduler_type != "warmup_stable_decay" or kwargs.get("num_decay_steps", 1) >= 1:
             return super().create_scheduler(num_training_steps, optimizer)
         # Trainer reads the kwargs from the arguments; the share stays in them (saved, and re-read on resume)
-        self.args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": max(1, round(decay * num_training_steps))}
+        self.args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": decay_steps(kwargs, num_training_steps)}
         try:
             return super().create_scheduler(num_training_steps, optimizer)
         finally:
