@@ -11,7 +11,6 @@ The data, evaluation (perplexity, bits per byte), sample callback, resume and ou
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -23,6 +22,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 import modeling  # noqa: F401  (our ropegpt checkpoints load without trust_remote_code too)
+from publishing.folder import read_json
 from training.arguments import (
     RECIPES_DIR,
     TRAINING_DEFAULTS,
@@ -142,17 +142,13 @@ def save_merged(model, tokenizer, output_dir: str | Path) -> Path:
     for name in ("metrics.json", "run_args.json", "samples.txt"):
         if (output_dir / name).is_file():
             shutil.copy2(output_dir / name, path / name)
-    dataset_dir = ((_read_json(output_dir / "run_args.json") or {}).get("DataArguments") or {}).get("dataset_dir")
+    dataset_dir = ((read_json(output_dir / "run_args.json") or {}).get("DataArguments") or {}).get("dataset_dir")
     manifests = [output_dir / "corpus" / "manifest.json", *([Path(dataset_dir) / "manifest.json"] if dataset_dir else [])]
     manifest = next((m for m in manifests if m.is_file()), None)
     if manifest is not None:
         (path / "corpus").mkdir(exist_ok=True)
         shutil.copy2(manifest, path / "corpus" / "manifest.json")
     return path
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def parse(argv: list[str]) -> ParsedRun:

@@ -7,6 +7,12 @@ for training) when CUDA is available.
     .venv/bin/python bench/bench_model.py                   # tiny preset, about 4 minutes on 2 CPU cores
     .venv/bin/python bench/bench_model.py --preset small --batch 4 --json bench/out/model.json
 
+A second table times training under the bench recipe's own model and optimizer (recipes/tolstoy_bench_best.yaml:
+its config_overrides, its vocabulary, Muon for the hidden matrices + AdamW for the rest, as `--optimizer muon`
+builds it): `ropegpt-recipe` against `llama-matched`, LlamaForCausalLM with the SwiGLU width that gives it the
+same parameter count under the same optimizer (bench_quality's `llama_same`), so the ratio is the price of
+our switches per step.
+
 Rows: `ropegpt` is the preset as configured (LayerNorm, GELU MLP, biases, tied embeddings); `ropegpt-llama-arch`
 is RopeGPT switched to Llama's architecture (RMSNorm, SwiGLU, no biases), so that its ratio compares the two
 implementations of the same computation. Llama is tied like the preset. Repetitions alternate between the models
@@ -32,23 +38,55 @@ from transformers import CompileConfig, LlamaConfig, LlamaForCausalLM  # noqa: E
 
 from bench.jsonrows import json_path_problem, write_rows  # noqa: E402
 from modeling import RopeGPTConfig, RopeGPTForCausalLM  # noqa: E402
+from training.arguments import load_recipe  # noqa: E402
+from training.models import resolve_overrides  # noqa: E402
+from training.optim import MuonWithAdamW, param_groups  # noqa: E402
 
 LLAMA_ARCH = dict(norm_type="rmsnorm", mlp_type="swiglu", bias=False)
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tolstoy_bench_best.yaml"
 
 
 def build(name: str, preset: str, seed: int = 0) -> torch.nn.Module:
-    """The named model ('ropegpt', 'ropegpt-llama-arch' or 'llama') at the preset's shape, SDPA attention."""
+    """The named model at the preset's shape, SDPA attention: 'ropegpt', 'ropegpt-llama-arch', 'llama', or the
+    bench recipe's 'ropegpt-recipe' and its parameter-matched 'llama-matched'."""
     torch.manual_seed(seed)
+    if name in ("ropegpt-recipe", "llama-matched"):
+        recipe = load_recipe(RECIPE)
+        base = RopeGPTConfig.from_preset(preset)
+        config = RopeGPTConfig.from_preset(preset, vocab_size=recipe["vocab_size"],
+                                           **resolve_overrides(base, recipe.get("config_overrides")))  # fmt: skip
+        ours = RopeGPTForCausalLM._from_config(config, attn_implementation="sdpa")
+        if name == "ropegpt-recipe":
+            return ours
+        # parameters grow linearly with Llama's SwiGLU width: two probes give the width of equal size
+        target, p1, p2 = count(ours), count(llama_for(config, 64)), count(llama_for(config, 128))
+        torch.manual_seed(seed)
+        return llama_for(config, round(64 + 64 * (target - p1) / (p2 - p1)))
     config = RopeGPTConfig.from_preset(preset, **(LLAMA_ARCH if name == "ropegpt-llama-arch" else {}))
     if name.startswith("ropegpt"):
         return RopeGPTForCausalLM._from_config(config, attn_implementation="sdpa")
+    return llama_for(config, config.intermediate_size)
+
+
+def llama_for(config: RopeGPTConfig, intermediate_size: int) -> LlamaForCausalLM:
+    """LlamaForCausalLM of the RopeGPT config's width, depth, heads, vocabulary and tying, at this MLP width."""
     llama = LlamaConfig(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=intermediate_size,
         num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
         max_position_embeddings=config.max_position_embeddings, tie_word_embeddings=config.tie_word_embeddings,
         pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
     )
     return LlamaForCausalLM._from_config(llama, attn_implementation="sdpa")
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def muon_optimizer(model: torch.nn.Module) -> MuonWithAdamW:
+    """Muon for the hidden matrices and AdamW for the rest, grouped as `--optimizer muon` groups them."""
+    decay = {name for name, p in model.named_parameters() if p.ndim >= 2}
+    return MuonWithAdamW(param_groups(model, decay, 0.1, 1e-4, muon_lr=1e-4), lr=1e-4)
 
 
 def train_steps(model, optimizer, ids, steps: int) -> float:
@@ -187,6 +225,19 @@ def main() -> None:
 
     compiled = {name: static_compiled_generation(models[name], prompt, args) for name in ("ropegpt", "llama")}
 
+    recipe_names = ["ropegpt-recipe", "llama-matched"]
+    recipe_models = {name: build(name, args.preset).to(device).train() for name in recipe_names}
+    recipe_optimizers = {name: muon_optimizer(m) for name, m in recipe_models.items()}
+    recipe_ids = batch_of_ids(recipe_models["ropegpt-recipe"], args)
+    muon = {name: [] for name in recipe_names}
+    for name in recipe_names:
+        train_steps(recipe_models[name], recipe_optimizers[name], recipe_ids, 1)
+    for _ in range(args.reps):
+        for name in recipe_names:
+            seconds = train_steps(recipe_models[name], recipe_optimizers[name], recipe_ids, args.steps)
+            muon[name].append(tokens * args.steps / seconds)
+    muon_tps = {name: max(v) for name, v in muon.items()}
+
     peak = {name: peak_memory_mb(name, args) for name in names}
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
 
@@ -206,11 +257,20 @@ def main() -> None:
         print(f"| {name} | {gen_tps[name, True]:,.0f} | {c['tok_s']:,.0f} | {c['tok_s'] / gen_tps[name, True]:.2f}x "
               f"| {c['first_call_s']:.1f} | {'yes' if c['same_tokens'] else 'NO'} |")
 
+    print(f"\n| model, the bench recipe ({RECIPE.name}) under Muon + AdamW | params | train tok/s "
+          f"| train ratio vs llama-matched |")
+    print("|---|---|---|---|")
+    for name in recipe_names:
+        print(f"| {name} | {count(recipe_models[name]) / 1e6:.2f}M | {muon_tps[name]:,.0f} "
+              f"| {muon_tps[name] / muon_tps['llama-matched']:.2f} |")
+
     if args.json:
         rows = [dict(model=name, params=params[name], train_tok_s=train_tps[name], peak_train_mib=peak[name],
                      gen_tok_s_cache=gen_tps[name, True], gen_tok_s_no_cache=gen_tps[name, False],
                      gen_tok_s_static_compiled=compiled.get(name, {}).get("tok_s"), device=device.type, preset=args.preset)
                 for name in names]
+        rows += [dict(model=name, params=count(recipe_models[name]), train_tok_s=muon_tps[name], optimizer="muon",
+                      device=device.type, preset=args.preset) for name in recipe_names]  # fmt: skip
         write_rows(args.json, rows)
 
     ratio = train_tps["ropegpt"] / train_tps["llama"]

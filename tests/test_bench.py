@@ -77,8 +77,13 @@ def test_bench_model_prints_ours_beside_llama(tmp_path):
     assert [line.split("|")[1].strip() for line in static] == ["ropegpt", "llama"]
     assert all(line.rstrip(" |").endswith("yes") for line in static)
     rows = json.loads((tmp_path / "rows.json").read_text())
-    assert [row["model"] for row in rows] == ["ropegpt", "ropegpt-llama-arch", "llama"]
+    assert [row["model"] for row in rows] == ["ropegpt", "ropegpt-llama-arch", "llama", "ropegpt-recipe",
+                                              "llama-matched"]  # fmt: skip
     assert rows[0]["gen_tok_s_static_compiled"] > 0
+    # the recipe's model and a Llama of its size, both under Muon + AdamW
+    recipe, matched = rows[3:]
+    assert recipe["optimizer"] == matched["optimizer"] == "muon" and recipe["train_tok_s"] > 0
+    assert abs(matched["params"] - recipe["params"]) / recipe["params"] < 0.01
 
 
 @pytest.mark.slow

@@ -28,8 +28,6 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
 
 
-
-
 class CLMTrainer(Trainer):
     """Trainer that stops at once, naming the step, when the loss stops being a finite number, and that builds
     Muon + AdamW (`--optimizer muon`) or AdamW with per-role learning rates (`--embedding_learning_rate`,
