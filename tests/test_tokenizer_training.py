@@ -263,7 +263,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(russian, tmp_path, capsys):
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
 
 
-def test_dataset_texts_reads_all_in_order_or_a_seeded_sample():
+def test_dataset_texts_reads_all_in_order_or_a_seeded_sample_of_contiguous_runs():
     import datasets
 
     from tokenizer_training import dataset_texts
@@ -271,8 +271,15 @@ def test_dataset_texts_reads_all_in_order_or_a_seeded_sample():
     texts = [f"документ {i} " + "слово " * (i % 7) for i in range(2500)]
     ds = datasets.Dataset.from_dict({"text": texts})
     assert list(dataset_texts(ds)) == texts  # every text, in order, read in Arrow batches
-    sample = list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10))
-    assert sample == list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10))  # seeded
-    assert sample != texts[: len(sample)] and set(sample) <= set(texts)
+    sample = list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10, run_bytes=1_000))
+    assert sample == list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10, run_bytes=1_000))  # seeded
+    assert sample != list(dataset_texts(ds, max_bytes=5_000, seed=4, batch_size=10, run_bytes=1_000))
     size = sum(len(t.encode()) for t in sample)
     assert 5_000 <= size < 5_000 + 10 * 100  # stops within one batch of the budget
+    # Whole runs of neighbouring documents (a few pages of the file each), from all over the split.
+    rows = [texts.index(t) for t in sample]
+    starts = [r for i, r in enumerate(rows) if i == 0 or r != rows[i - 1] + 1]
+    assert 3 <= len(starts) <= 8 and sorted(starts) != starts
+    assert max(rows) - min(rows) > 1000
+    # A budget larger than the split reads all of it, run after run.
+    assert sorted(dataset_texts(ds, max_bytes=10**9, run_bytes=1_000), key=texts.index) == texts
