@@ -447,7 +447,10 @@ def main() -> None:
 
         datasets.disable_progress_bars()
         transformers.logging.set_verbosity_error()
-        result = scale_child(*args._scale_child, args.vocab_size, args.block_size, args.tokenizer_sample_bytes)
+        try:
+            result = scale_child(*args._scale_child, args.vocab_size, args.block_size, args.tokenizer_sample_bytes)
+        finally:
+            shutil.rmtree(_TMP, ignore_errors=True)  # this child's own temporary folder (made at import)
         print(json.dumps(result))
         return
     if args.scale:
