@@ -275,15 +275,32 @@ def test_bench_pipeline_scale_runs_10_mb_through_the_streaming_pipeline(corpora_
     """CI runs the --scale path at 10 MB only; 100 MB and 1 GB are for a quiet machine (bench/RESULTS.md)."""
     lines = run_bench("bench/bench_pipeline.py", "--scale", "10MB", "--vocab_size", "1024",
                       "--json", str(tmp_path / "scale.json"), timeout=600)  # fmt: skip
-    row = next(line for line in lines if line.startswith("| 10 MB |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 14 and all(float(cells[i]) > 0 for i in (1, 2, 3, 6, 7, 8, 9, 10, 11, 12))
-    rss_all, pss_all, anon_all = (float(c) for c in cells[8:11])
+    rows = [line for line in lines if line.startswith("| 10 MB |")]  # time, memory, memory per stage
+    times, memory, _ = ([c.strip() for c in line.strip("|").split("|")] for line in rows)
+    assert len(times) == 9 and len(memory) == 6
+    wall_cpu = [[float(x) for x in cell.replace("(", "").replace(")", "").split()] for cell in times[1:6]]
+    assert all(wall > 0 and cpu > 0 for wall, cpu in wall_cpu[:3])  # corpus, tokenizer, tokenize (group may be 0.0)
+    assert float(times[6]) > 0  # CPU seconds per 100 MB, the linear-time measure
+    assert all(float(c) > 0 for c in memory[1:])
+    rss_all, pss_all, anon_all = (float(c) for c in memory[1:4])
     assert anon_all <= pss_all <= rss_all  # RSS counts shared pages in every process, PSS once, anonymous less files
     assert rss_all < 3.0  # GB: imports and a 10 MB corpus, far from the 3 GB allowed at 1 GB
     [scale] = json.loads((tmp_path / "scale.json").read_text())
-    assert scale["size"] == 10**7 and set(scale["times"]) == {"corpus", "tokenizer", "tokenize", "group"}
+    stages = {"corpus", "tokenizer", "tokenize", "group"}
+    assert scale["size"] == 10**7 and set(scale["times"]) == set(scale["cpu_times"]) == stages
+    assert scale["total_cpu_s"] == pytest.approx(sum(scale["cpu_times"].values()))
     assert scale["bytes"] > 9e6 and scale["tokens"] > 0 and scale["blocks"] >= scale["tokens"] // 256
+
+
+def test_scale_cpu_seconds_count_children_that_ended():
+    """The --scale CPU seconds are the whole process tree's, workers that have ended included."""
+    import psutil
+
+    bench = load_bench("bench_pipeline")
+    before = bench.tree_cpu_seconds(psutil.Process())
+    burn = "import time; end = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    assert bench.tree_cpu_seconds(psutil.Process()) - before >= 0.5
 
 
 def test_scale_peak_memory_counts_the_worker_processes():

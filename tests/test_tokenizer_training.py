@@ -263,7 +263,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(russian, tmp_path, capsys):
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
 
 
-def test_dataset_texts_reads_all_in_order_or_a_seeded_sample():
+def test_dataset_texts_reads_all_in_order_or_a_seeded_sample_of_contiguous_runs():
     import datasets
 
     from tokenizer_training import dataset_texts
@@ -271,8 +271,37 @@ def test_dataset_texts_reads_all_in_order_or_a_seeded_sample():
     texts = [f"документ {i} " + "слово " * (i % 7) for i in range(2500)]
     ds = datasets.Dataset.from_dict({"text": texts})
     assert list(dataset_texts(ds)) == texts  # every text, in order, read in Arrow batches
-    sample = list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10))
-    assert sample == list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10))  # seeded
-    assert sample != texts[: len(sample)] and set(sample) <= set(texts)
+    sample = list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10, run_bytes=1_000))
+    assert sample == list(dataset_texts(ds, max_bytes=5_000, seed=3, batch_size=10, run_bytes=1_000))  # seeded
+    assert sample != list(dataset_texts(ds, max_bytes=5_000, seed=4, batch_size=10, run_bytes=1_000))
     size = sum(len(t.encode()) for t in sample)
     assert 5_000 <= size < 5_000 + 10 * 100  # stops within one batch of the budget
+    # Whole runs of neighbouring documents (a few pages of the file each), from all over the split.
+    rows = [texts.index(t) for t in sample]
+    starts = [r for i, r in enumerate(rows) if i == 0 or r != rows[i - 1] + 1]
+    assert 3 <= len(starts) <= 8 and sorted(starts) != starts
+    assert max(rows) - min(rows) > 1000
+    # A budget larger than the split reads all of it, run after run.
+    assert sorted(dataset_texts(ds, max_bytes=10**9, run_bytes=1_000), key=texts.index) == texts
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads Linux's /proc; malloc_trim is glibc's")
+def test_bpe_training_hands_its_freed_heap_back(corpora_dir):
+    """The trainer's word counts are freed but malloc keeps them (about 0.1 GB for War and Peace) unless
+    trimmed; a tokenize map with num_proc forks right after training and would carry them into every worker."""
+    probe = """import sys
+from pathlib import Path
+from tokenizer_training import train_tokenizer
+def anon():
+    rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()
+    return int(next(line for line in rollup if line.startswith("Anonymous:")).split()[1]) * 1024
+texts = Path(sys.argv[1]).read_bytes().decode("cp1251").split("\\n")
+train_tokenizer(texts[:100], "bpe", 300)  # imports and the trainer's thread pool, before the baseline
+before = anon()
+tokenizer = train_tokenizer(texts, "bpe", 2000)
+print(anon() - before)
+"""
+    path = corpora_dir / "tolstoy" / "txt" / "war_and_peace_full.libru_txt.cp1251.txt"
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert int(out.stdout.split()[-1]) < 60e6  # 27 MB measured (the tokenizer itself); 113 MB untrimmed

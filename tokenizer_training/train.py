@@ -33,11 +33,13 @@ is encoded as characters, not as the end-of-document token (and byte-level BPE s
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -48,6 +50,8 @@ KINDS = ("bpe", "char", "word")
 # A word is a run of word characters; every punctuation mark and every whitespace character stands alone.
 WORD_PATTERN = r"\w+|\s|[^\w\s]"
 _BATCH = 1000
+# A tokenizer sample is read in contiguous runs of this many bytes of text (see `dataset_texts`).
+SAMPLE_RUN_BYTES = 4_000_000
 
 
 def _batches(texts: Iterable[str], counter: dict, batch_size: int = _BATCH) -> Iterator[list[str]]:
@@ -70,21 +74,33 @@ def _batches(texts: Iterable[str], counter: dict, batch_size: int = _BATCH) -> I
 
 
 def dataset_texts(dataset, *, max_bytes: int | None = None, seed: int = 0, text_column: str = "text",
-                  batch_size: int = _BATCH) -> Iterator[str]:
+                  batch_size: int = _BATCH, run_bytes: int = SAMPLE_RUN_BYTES) -> Iterator[str]:
     """The texts of a `datasets.Dataset` for `train_tokenizer`, read in Arrow batches, never all at once.
 
     `dataset["text"]` would build one Python list of the whole corpus (gigabytes for a large one). With
-    `max_bytes`, a seeded sample: documents in a random order (`seed`) until about `max_bytes` UTF-8 bytes
-    have been given; a BPE vocabulary learnt from a few hundred megabytes is as good as one from all.
+    `max_bytes`, a seeded sample of about that many UTF-8 bytes: the split is cut into contiguous runs of
+    about `run_bytes` (`Dataset.shard(contiguous=True)`) and whole runs are read in a random order (`seed`)
+    until the budget is met; a BPE vocabulary learnt from a few hundred megabytes is as good as one from all.
+    Runs, not documents drawn one by one: each document read from a memory-mapped split brings the
+    kernel's readahead around it into memory (8 MB on our disks), so 50 MB of documents scattered over a
+    1 GB split read and mapped the whole gigabyte. On the shared books a sample in runs scored within the
+    seeds' spread of one drawn document by document (bench/RESULTS.md).
     """
-    source = dataset if max_bytes is None else dataset.shuffle(seed=seed)
+    runs = [dataset]
+    if max_bytes is not None:
+        # Sized from the Arrow buffers' lengths (file metadata): no text is read to size the split.
+        table = dataset.data
+        total = table.column(text_column).get_total_buffer_size() * len(dataset) / max(table.num_rows, 1)
+        n_runs = min(len(dataset), math.ceil(total / run_bytes))
+        runs = (dataset.shard(n_runs, int(i), contiguous=True) for i in np.random.default_rng(seed).permutation(n_runs))
     given = 0
-    for batch in source.with_format("arrow").select_columns([text_column]).iter(batch_size=batch_size):
-        column = batch[text_column]
-        yield from column.to_pylist()
-        given += pc.sum(pc.binary_length(column)).as_py() or 0
-        if max_bytes is not None and given >= max_bytes:
-            return
+    for run in runs:
+        for batch in run.with_format("arrow").select_columns([text_column]).iter(batch_size=batch_size):
+            column = batch[text_column]
+            yield from column.to_pylist()
+            given += pc.sum(pc.binary_length(column)).as_py() or 0
+            if max_bytes is not None and given >= max_bytes:
+                return
 
 
 def _backend(kind: str) -> Tokenizer:
@@ -103,6 +119,19 @@ def _backend(kind: str) -> Tokenizer:
         tok.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")
         tok.decoder = decoders.Fuse()
     return tok
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap the trainer freed back to the system (glibc's `malloc_trim`; elsewhere nothing to do).
+
+    BPE training on a 50 MB sample leaves 0.2-0.3 GB freed but still held by malloc (its per-thread arenas
+    only shrink from the top); a process that forks `num_proc` tokenize workers next would carry it into
+    every one of them (bench/RESULTS.md).
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc: macOS, musl
+        pass
 
 
 def train_tokenizer(
@@ -156,6 +185,7 @@ def train_tokenizer(
         )
     counter = {"texts": 0, "chars": 0}
     tok.train_from_iterator(_batches(texts, counter, batch_size), trainer=trainer)
+    _release_freed_memory()
     if counter["chars"] == 0:
         raise ValueError(f"no text to train on: got {counter['texts']} texts, all empty; check the text column")
     if kind == "char" and tok.get_vocab_size() > vocab_size:
