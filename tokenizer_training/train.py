@@ -130,7 +130,7 @@ def _release_freed_memory() -> None:
     """
     try:
         ctypes.CDLL(None).malloc_trim(0)
-    except (AttributeError, OSError):  # not glibc: macOS, musl
+    except (AttributeError, OSError, TypeError):  # not glibc: macOS, musl, Windows (no CDLL(None))
         pass
 
 
