@@ -155,6 +155,14 @@ SCALE_SOURCES = [TXT, ROOT.parent / "shared" / "corpora" / "tatar" / "books"]
 SCALE_FILE_BYTES = 10_000_000
 
 
+def size_label(n_bytes: int) -> str:
+    """10**9 -> '1 GB', 10**8 -> '100 MB', 2_500_000 -> '2.5 MB' (decimal units, as parse_size reads them)."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:g} {unit}"
+    return f"{n_bytes} B"
+
+
 def parse_size(text: str) -> int:
     """'10MB' -> 10_000_000, '1GB' -> 10**9 (decimal units, as MB/s is)."""
     units = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
@@ -371,7 +379,7 @@ def run_scale(sizes: list[int], vocab_size: int, block_size: int, sample_bytes: 
             sys.exit(f"error: the {n_bytes / 1e6:.0f} MB run failed: {child.stderr.strip().splitlines()[-1:]}")
         row = json.loads(child.stdout.strip().splitlines()[-1])
         t = row["times"]
-        row.update(name=f"{n_bytes / 1e6:.0f} MB", size=n_bytes, generated_s=generated, total_s=sum(t.values()),
+        row.update(name=size_label(n_bytes), size=n_bytes, generated_s=generated, total_s=sum(t.values()),
                    total_cpu_s=sum(row["cpu_times"].values()), rss_peak=max(row["rss_tree"].values()),
                    pss_peak=max(row["pss_tree"].values()), anon_peak=max(row["anon_tree"].values()),
                    load_before=load_before, load_after=os.getloadavg()[0])

@@ -323,3 +323,4 @@ def test_markov_corpus_has_the_size_asked_in_files_of_a_fixed_size(tmp_path, cor
     text = files[1].read_text(encoding="utf-8")
     assert "ә" in text or "ү" in text or "җ" in text  # Tatar words beside the Russian ones
     assert bench.parse_size("1GB") == 10**9 and bench.parse_size("100MB") == 10**8
+    assert [bench.size_label(n) for n in (10**9, 10**8, 2_500_000)] == ["1 GB", "100 MB", "2.5 MB"]
