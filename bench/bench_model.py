@@ -239,7 +239,7 @@ def main() -> None:
     muon_tps = {name: max(v) for name, v in muon.items()}
 
     peak = {name: peak_memory_mb(name, args) for name in names}
-    params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    params = {name: count(m) for name, m in models.items()}
 
     print("\n| model | params | train tok/s | train ratio vs llama | peak train MiB | memory ratio vs llama "
           "| gen tok/s cache | gen tok/s no cache | cache speed-up |")

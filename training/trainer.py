@@ -64,7 +64,8 @@ class CLMTrainer(Trainer):
         """As Trainer's, except that warmup_stable_decay's `num_decay_steps` below 1 is a share of the run (as
         `warmup_steps` below 1 is), so a recipe's schedule fits whatever --max_steps it is given."""
         kwargs = self.args.lr_scheduler_kwargs or {}
-        if self.args.lr_scheduler_type != "warmup_stable_decay" or kwargs.get("num_decay_steps", 1) >= 1:
+        decay = kwargs.get("num_decay_steps")
+        if self.args.lr_scheduler_type != "warmup_stable_decay" or not isinstance(decay, float) or decay >= 1:
             return super().create_scheduler(num_training_steps, optimizer)
         # Trainer reads the kwargs from the arguments; the share stays in them (saved, and re-read on resume)
         self.args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": decay_steps(kwargs, num_training_steps)}
