@@ -294,6 +294,7 @@ def test_the_lock_of_a_dead_run_is_taken_over(tmp_path):
         (["--resume_from_checkpoint", "nowhere"], ["nowhere"]),
         (["--tokenizer_dir", "EMPTY"], ["--tokenizer_dir", "no tokenizer"]),
         (["--optimizer", "muon", "--muon_learning_rate", "-0.01"], ["--muon_learning_rate -0.01"]),
+        (["--optimizer", "muon", "--muon_momentum", "1.0"], ["--muon_momentum 1.0"]),
         (["--model_type", "gpt2", "--document_masking", "true"], ["--document_masking", "gpt2"]),
     ],
 )

@@ -399,6 +399,8 @@ def validate_run_arguments(run_args: RunArguments, model_type: str | None) -> No
         value = getattr(run_args, name)
         if value is not None and not value > 0:
             raise ArgumentsError(f"--{name} {value}: give a positive learning rate, or leave it out")
+    if not 0 <= run_args.muon_momentum < 1:
+        raise ArgumentsError(f"--muon_momentum {run_args.muon_momentum}: give a momentum in [0, 1), e.g. 0.9")
     if run_args.document_masking and model_type in NO_PACKED_POSITIONS:
         raise ArgumentsError(
             f"--document_masking needs a model whose attention reads packed position_ids (ropegpt, llama, ...); "
