@@ -51,13 +51,15 @@ def muon_trainer(model, tmp_path, run: dict | None = None, **overrides) -> CLMTr
 
 def test_trainer_builds_one_optimizer_with_muon_and_adamw_groups(tmp_path):
     model = RopeGPTForCausalLM(tiny_config(tie_word_embeddings=False))
-    optimizer = muon_trainer(model, tmp_path, run={"muon_momentum": 0.9}).create_optimizer()
+    optimizer = muon_trainer(model, tmp_path, run={"muon_momentum": 0.9}, adam_beta1=0.8).create_optimizer()
     assert isinstance(optimizer, MuonWithAdamW)
     muon = [g for g in optimizer.param_groups if g["use_muon"]]
     adamw = [g for g in optimizer.param_groups if not g["use_muon"]]
     assert names_of(model, [p for g in muon for p in g["params"]]) == names_of(model, hidden_matrix_parameters(model))
     assert {g["lr"] for g in muon} == {0.02} and {g["lr"] for g in adamw} == {3e-3}
     assert {g["momentum"] for g in muon} == {0.9}  # --muon_momentum reaches Muon's groups
+    assert {g["betas"] for g in adamw} == {(0.8, 0.99)}  # and --adam_beta1/--adam_beta2 AdamW's
+    assert {g["weight_decay"] for g in muon} == {0.1} and {g["weight_decay"] for g in adamw} == {0.0, 0.1}
     # every parameter exactly once; weight decay on matrices only, never on norms and biases (Trainer's rule)
     every = [p for g in optimizer.param_groups for p in g["params"]]
     assert len(every) == len({id(p) for p in every}) == len(list(model.parameters()))
